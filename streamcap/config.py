@@ -1,0 +1,340 @@
+"""The configuration tree: typed, frozen dataclasses loaded from YAML and validated.
+
+Unknown keys and bad values raise :class:`~streamcap.errors.ConfigError` naming the key path
+(``asr.compute_type: expected one of ...``). Command-line overrides are applied with
+:func:`with_overrides` using dotted key paths and win over the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    input: str = "mic"
+    device: str | int | None = None
+    frame_ms: Literal[10, 20, 30] = 30
+    stdin_rate: int = 16000
+    stdin_channels: int = 1
+    queue_seconds: float = 10.0
+    block_ms: int = 50
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    aggressiveness: Literal[0, 1, 2, 3] = 2
+    start_frames: int = 3
+    preroll_s: float = 0.3
+    end_silence_s: float = 0.5
+    max_utterance_s: float = 15.0
+    buffer_s: float = 30.0
+    min_speech_s: float = 0.25
+
+
+@dataclass(frozen=True)
+class AsrConfig:
+    model: str = "tiny.en"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: Literal[
+        "auto", "default", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
+        "int16", "float16", "bfloat16", "float32",
+    ] = "auto"
+    cpu_threads: int = 0
+    model_dir: str | None = None
+    language: str = "auto"
+    languages: tuple[str, ...] = ()
+    task: Literal["transcribe", "translate"] = "transcribe"
+    translate_keep_original: bool = False
+    initial_prompt: str | None = None
+    hotwords: str | None = None
+    beam_size: int = 5
+    partial_interval_s: float = 0.4
+    partial_context: Literal["short", "full"] = "short"
+    final_context: Literal["short", "full"] = "full"
+    agreement: int = 2
+    commit_margin_s: float = 0.3
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: str = "captions"
+    srt: bool = True
+    vtt: bool = True
+    jsonl: bool = True
+    per_language: bool = False
+    max_line_chars: int = 42
+    max_lines: int = 2
+    min_cue_s: float = 1.0
+    max_cue_s: float = 7.0
+    rotate_minutes: float = 60.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    client_queue: int = 256
+    replay_finals: int = 1000
+    max_message_bytes: int = 4096
+    status_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class ObsConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 4455
+    password: str | None = None
+    text_source: str = "streamcap captions"
+    stream_captions: bool = True
+    max_updates_per_s: float = 4.0
+    lines: int = 2
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    shutdown_timeout_s: float = 10.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    reopen_backoff_max_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Config:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    obs: ObsConfig = field(default_factory=ObsConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+
+
+# --- validation rules beyond the types: (path, predicate, message) -------------------------
+
+_RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
+    ("audio.stdin_rate", lambda v: 8000 <= v <= 192000, "expected 8000..192000"),
+    ("audio.stdin_channels", lambda v: 1 <= v <= 32, "expected 1..32"),
+    ("audio.queue_seconds", lambda v: 0.5 <= v <= 600, "expected 0.5..600"),
+    ("audio.block_ms", lambda v: 5 <= v <= 1000, "expected 5..1000"),
+    ("vad.start_frames", lambda v: 1 <= v <= 100, "expected 1..100"),
+    ("vad.preroll_s", lambda v: 0 <= v <= 2, "expected 0..2"),
+    ("vad.end_silence_s", lambda v: 0.1 <= v <= 5, "expected 0.1..5"),
+    ("vad.max_utterance_s", lambda v: 2 <= v <= 28, "expected 2..28 (Whisper sees 30 s at most)"),
+    ("vad.buffer_s", lambda v: 5 <= v <= 600, "expected 5..600"),
+    ("vad.min_speech_s", lambda v: 0 <= v <= 5, "expected 0..5"),
+    ("asr.cpu_threads", lambda v: 0 <= v <= 256, "expected 0 (auto)..256"),
+    ("asr.beam_size", lambda v: 1 <= v <= 20, "expected 1..20"),
+    ("asr.partial_interval_s", lambda v: 0.1 <= v <= 5, "expected 0.1..5"),
+    ("asr.agreement", lambda v: 1 <= v <= 5, "expected 1..5"),
+    ("asr.commit_margin_s", lambda v: 0 <= v <= 5, "expected 0..5"),
+    ("asr.no_speech_threshold", lambda v: 0 <= v <= 1, "expected 0..1"),
+    ("asr.log_prob_threshold", lambda v: -20 <= v <= 0, "expected -20..0"),
+    ("asr.compression_ratio_threshold", lambda v: 1 <= v <= 10, "expected 1..10"),
+    ("asr.model", lambda v: bool(v.strip()), "must not be empty"),
+    ("asr.language", lambda v: v == "auto" or (2 <= len(v) <= 5 and v.isalpha()),
+     "expected 'auto' or a language code such as 'en'"),
+    ("output.max_line_chars", lambda v: 10 <= v <= 200, "expected 10..200"),
+    ("output.max_lines", lambda v: 1 <= v <= 4, "expected 1..4"),
+    ("output.min_cue_s", lambda v: 0.1 <= v <= 10, "expected 0.1..10"),
+    ("output.max_cue_s", lambda v: 1 <= v <= 30, "expected 1..30"),
+    ("output.rotate_minutes", lambda v: 0 <= v <= 24 * 60, "expected 0 (never)..1440"),
+    ("server.port", lambda v: 0 <= v <= 65535, "expected 0..65535"),
+    ("server.client_queue", lambda v: 1 <= v <= 100000, "expected 1..100000"),
+    ("server.replay_finals", lambda v: 0 <= v <= 1000000, "expected 0..1000000"),
+    ("server.max_message_bytes", lambda v: 64 <= v <= 1 << 24, "expected 64..16777216"),
+    ("server.status_interval_s", lambda v: 0.1 <= v <= 3600, "expected 0.1..3600"),
+    ("obs.port", lambda v: 1 <= v <= 65535, "expected 1..65535"),
+    ("obs.max_updates_per_s", lambda v: 0.1 <= v <= 30, "expected 0.1..30"),
+    ("obs.lines", lambda v: 1 <= v <= 10, "expected 1..10"),
+    ("daemon.shutdown_timeout_s", lambda v: 0.5 <= v <= 600, "expected 0.5..600"),
+    ("daemon.reopen_backoff_max_s", lambda v: 0.1 <= v <= 600, "expected 0.1..600"),
+]
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "a list of " + _type_name(typing.get_args(tp)[0])
+    if tp is type(None):
+        return "null"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(path: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against the annotation ``tp`` and return it in canonical form."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(path, tp, value)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value in allowed and type(value) in {type(a) for a in allowed}:
+            return value
+        raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _convert(path, arg, value)
+            except ConfigError:
+                continue
+        raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
+        (item_tp, *_rest) = typing.get_args(tp)
+        return tuple(_convert(f"{path}[{i}]", item_tp, v) for i, v in enumerate(value))
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(path, f"expected null, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(path, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(path, f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ConfigError(path, f"expected a finite number, got {value!r}")
+            return float(value)
+        raise ConfigError(path, f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(path, f"expected a string, got {value!r}")
+    raise ConfigError(path, f"unsupported type {tp!r}")  # pragma: no cover
+
+
+def _build(prefix: str, cls: Any, data: Any) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(prefix or "<root>", f"expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigError(
+                where, f"unknown key (known keys here: {', '.join(sorted(names))})"
+            )
+    kwargs: dict[str, Any] = {}
+    for name in names:
+        if name in data:
+            where = f"{prefix}.{name}" if prefix else name
+            kwargs[name] = _convert(where, hints[name], data[name])
+    return cls(**kwargs)
+
+
+def _get(cfg: Any, path: str) -> Any:
+    for part in path.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def validate(cfg: Config) -> Config:
+    """Apply the range rules and the rules that relate keys to each other."""
+    for path, ok, message in _RULES:
+        value = _get(cfg, path)
+        if not ok(value):
+            raise ConfigError(path, f"{message}, got {value!r}")
+    if cfg.output.min_cue_s > cfg.output.max_cue_s:
+        raise ConfigError("output.min_cue_s", "must not exceed output.max_cue_s")
+    if cfg.vad.max_utterance_s > cfg.vad.buffer_s:
+        raise ConfigError("vad.max_utterance_s", "must not exceed vad.buffer_s")
+    for i, lang in enumerate(cfg.asr.languages):
+        if not (2 <= len(lang) <= 5 and lang.isalpha()):
+            raise ConfigError(f"asr.languages[{i}]", f"expected a language code, got {lang!r}")
+    return cfg
+
+
+def from_dict(data: Any) -> Config:
+    """Build and validate a :class:`Config` from a plain mapping (as loaded from YAML)."""
+    cfg: Config = _build("", Config, data)
+    return validate(cfg)
+
+
+def load(path: str | Path | None) -> Config:
+    """Load ``path`` (or the embedded defaults when ``None``)."""
+    if path is None:
+        return from_dict({})
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {str(p)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"config file {str(p)!r} is not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError("", f"config file {str(p)!r} is not valid YAML{where}") from None
+    return from_dict(data)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as plain data (tuples become lists), e.g. to print or to diff."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out[f.name] = to_dict(v)
+        elif isinstance(v, tuple):
+            out[f.name] = list(v)
+        else:
+            out[f.name] = v
+    return out
+
+
+def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """Return ``cfg`` with dotted-path overrides applied (``{"asr.model": "base"}``)."""
+    data = to_dict(cfg)
+    for path, value in overrides.items():
+        parts = path.split(".")
+        node = data
+        for part in parts[:-1]:
+            if part not in node or not isinstance(node[part], dict):
+                raise ConfigError(path, "unknown key")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(path, "unknown key")
+        node[parts[-1]] = value
+    return from_dict(data)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Parse ``key.path=value`` from the command line; the value is read as YAML."""
+    if "=" not in item:
+        raise ConfigError(item, "expected KEY=VALUE, e.g. vad.aggressiveness=3")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
