@@ -1,0 +1,3 @@
+"""streamcap: real-time streaming captions with Whisper."""
+
+__version__ = "0.1.0"

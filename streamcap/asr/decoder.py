@@ -1,0 +1,238 @@
+"""The hypothesis source: one Whisper decode of an utterance's audio, with word timings.
+
+This is a thin layer over CTranslate2's Whisper (through faster-whisper's model object), used
+directly instead of ``WhisperModel.transcribe`` for two reasons:
+
+- *short context*: ``transcribe`` pads every window to 30 s, so even a 1 s window costs a full
+  encoder pass (~0.26 s for tiny.en on two cores). The encoder also accepts shorter inputs (the
+  idea whisper.cpp exposes as ``audio_ctx``). Partial passes encode the utterance plus a few
+  seconds of padding, several times cheaper. A bare short window tends to make the decoder run
+  on past the end of speech, so the padding, a length cap proportional to the audio, and the
+  loop cutter in :mod:`streamcap.asr.policy` keep it honest.
+- *forced prefix*: the words the streaming policy has committed are fed back as the decoder
+  prefix, so they are never re-guessed and a final can never retract them.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..audio.reframe import Samples
+from ..config import AsrConfig
+from ..events import SAMPLE_RATE, Word
+from .model import LoadedModel
+
+# Mel frames per second (hop 160 at 16 kHz) and the encoder's maximum input.
+FRAMES_PER_S = 100
+MAX_FRAMES = 3000
+SHORT_PAD_FRAMES = 400  # 4 s of padding after the audio in short-context passes
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """What to decode: ``audio`` starts at stream time ``offset``; ``prefix`` is forced."""
+
+    audio: Samples
+    offset: float
+    prefix: tuple[Word, ...] = ()
+    context: str = ""
+    final: bool = False
+    language: str | None = None
+    task: str = "transcribe"
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """The decoder's guess for the words after the prefix, in absolute stream time."""
+
+    words: tuple[Word, ...]
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 1.0
+    language: str = "en"
+    language_probability: float = 1.0
+    audio_end: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+class HypothesisSource(Protocol):
+    """Anything that turns a :class:`DecodeRequest` into a :class:`Hypothesis`."""
+
+    def decode(self, req: DecodeRequest) -> Hypothesis: ...
+
+    def detect_language(self, audio: Samples) -> tuple[str, float]: ...
+
+    @property
+    def multilingual(self) -> bool: ...
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+class WhisperDecoder:
+    """Decode utterances with a loaded faster-whisper model."""
+
+    def __init__(self, loaded: LoadedModel, cfg: AsrConfig) -> None:
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.loaded = loaded
+        self.cfg = cfg
+        self._wm = loaded.model
+        self._ct2 = loaded.model.model
+        self._fe = loaded.model.feature_extractor
+        self._Tokenizer = Tokenizer
+        self._tokenizers: dict[tuple[str, str], Any] = {}
+        self.passes = 0
+        self.decode_seconds = 0.0
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self._ct2.is_multilingual)
+
+    def _tokenizer(self, language: str, task: str) -> Any:
+        key = (language, task)
+        tok = self._tokenizers.get(key)
+        if tok is None:
+            if self.multilingual:
+                tok = self._Tokenizer(self._wm.hf_tokenizer, True, task=task, language=language)
+            else:
+                tok = self._Tokenizer(self._wm.hf_tokenizer, False, task="transcribe", language="en")
+            self._tokenizers[key] = tok
+        return tok
+
+    def _features(self, audio: Samples, full: bool) -> tuple[Any, int]:
+        import ctranslate2
+
+        # Pad the *waveform* with digital silence (as Whisper was trained), not the features.
+        n = min(len(audio) // 160, MAX_FRAMES)
+        total = MAX_FRAMES if full else min(MAX_FRAMES, n + SHORT_PAD_FRAMES)
+        total += total % 2
+        pad = max(160, total * 160 - len(audio) + 160)
+        feats = self._fe(audio[: MAX_FRAMES * 160], padding=pad)[:, :total]
+        arr = np.ascontiguousarray(feats[None], dtype=np.float32)
+        enc = self._ct2.encode(ctranslate2.StorageView.from_array(arr), to_cpu=False)
+        return enc, n
+
+    def detect_language(self, audio: Samples) -> tuple[str, float]:
+        if not self.multilingual:
+            return "en", 1.0
+        enc, _ = self._features(audio[: 30 * SAMPLE_RATE], full=True)
+        return self._detect(enc)
+
+    def _detect(self, enc: Any) -> tuple[str, float]:
+        results = self._ct2.detect_language(enc)[0]
+        allowed = set(self.cfg.languages)
+        for token, prob in results:
+            code = token[2:-2]
+            if not allowed or code in allowed:
+                if allowed:
+                    total = sum(p for t, p in results if t[2:-2] in allowed) or 1.0
+                    return code, float(prob) / total
+                return code, float(prob)
+        return results[0][0][2:-2], float(results[0][1])
+
+    def decode(self, req: DecodeRequest) -> Hypothesis:
+        import time
+
+        t0 = time.monotonic()
+        try:
+            return self._decode(req)
+        finally:
+            self.passes += 1
+            self.decode_seconds += time.monotonic() - t0
+
+    def _decode(self, req: DecodeRequest) -> Hypothesis:
+        from faster_whisper.transcribe import merge_punctuations
+
+        duration = len(req.audio) / SAMPLE_RATE
+        audio_end = req.offset + duration
+        full = (self.cfg.final_context if req.final else self.cfg.partial_context) == "full"
+        enc, n_frames = self._features(req.audio, full)
+
+        language = req.language or "en"
+        lang_prob = 1.0
+        if self.multilingual and req.language is None:
+            language, lang_prob = self._detect(enc)
+        tok = self._tokenizer(language, req.task)
+
+        prompt: list[int] = []
+        ctx_parts = [p for p in (self.cfg.hotwords, self.cfg.initial_prompt, req.context) if p]
+        if ctx_parts:
+            ctx_tokens = tok.encode(" " + " ".join(s.strip() for s in ctx_parts))
+            prompt = [tok.sot_prev, *ctx_tokens[-(223 - 1) :]]
+        prompt += list(tok.sot_sequence)
+        prompt.append(tok.no_timestamps)
+        prefix_text = "".join(w.text for w in req.prefix).strip()
+        prefix_tokens: list[int] = tok.encode(" " + prefix_text) if prefix_text else []
+        prefix_tokens = prefix_tokens[-200:]
+        prompt += prefix_tokens
+
+        # Cap the new tokens by the audio length: ~3 words/s of speech, a few tokens a word.
+        # (Counted from the end of the committed prefix: the prefix is already decoded.)
+        fresh = audio_end - (req.prefix[-1].end if req.prefix else req.offset)
+        max_new = int(6 + 5 * max(0.0, fresh))
+        # CTranslate2 counts the forced prefix twice against max_length (prompt and result).
+        max_length = min(448, len(prompt) + len(prefix_tokens) + max_new)
+        beam = self.cfg.beam_size if req.final else 1
+        result = self._ct2.generate(
+            enc,
+            [prompt],
+            beam_size=beam,
+            patience=1.0,
+            length_penalty=1.0,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=False,
+            suppress_tokens=[-1],
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < tok.eot]
+        # CTranslate2 returns the forced prefix as part of the sequence: keep the new tokens.
+        if prefix_tokens and tokens[: len(prefix_tokens)] == prefix_tokens:
+            tokens = tokens[len(prefix_tokens) :]
+        seq_len = len(tokens)
+        avg_logprob = float(result.scores[0]) * seq_len / (seq_len + 1) if seq_len else 0.0
+        text = tok.decode(tokens)
+        ratio = compression_ratio(text.strip())
+
+        words: list[Word] = []
+        all_tokens = prefix_tokens + tokens
+        if tokens:
+            align = self._wm.find_alignment(tok, [all_tokens], enc, n_frames)[0]
+            merge_punctuations(
+                align, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、"
+            )
+            # Skip the words that came from the forced prefix.
+            consumed = 0
+            for a in align:
+                if not a["word"]:
+                    consumed += len(a["tokens"])
+                    continue
+                if consumed >= len(prefix_tokens):
+                    start = req.offset + float(a["start"])
+                    end = max(start, req.offset + float(a["end"]))
+                    words.append(
+                        Word(
+                            text=a["word"],
+                            start=min(start, audio_end),
+                            end=min(end, audio_end),
+                            probability=float(a["probability"]),
+                            stable=False,
+                        )
+                    )
+                consumed += len(a["tokens"])
+        return Hypothesis(
+            words=tuple(words),
+            no_speech_prob=float(result.no_speech_prob),
+            avg_logprob=avg_logprob,
+            compression_ratio=ratio,
+            language=language,
+            language_probability=lang_prob,
+            audio_end=audio_end,
+        )

@@ -1,0 +1,349 @@
+"""The streaming policy: VAD segments and decoder hypotheses in, partial and final captions out.
+
+It is pure: no model, thread or clock. The engine asks it for the next :class:`DecodeRequest`,
+runs the decoder, and hands the :class:`Hypothesis` back.
+
+Rules
+-----
+- While an utterance is open, a partial pass is due every ``asr.partial_interval_s`` of new audio;
+  it always covers the utterance's newest audio (a worker that falls behind simply skips the
+  passes it could not make).
+- Stability is LocalAgreement-``n`` (``asr.agreement``, default 2): a word is committed when the
+  last ``n`` hypotheses agree on it (compared after normalisation) *and* it ends at least
+  ``asr.commit_margin_s`` before the end of the audio the newest hypothesis saw. Committed words
+  are never retracted: they are forced as the decoder prefix of every later pass.
+- At the VAD end of an utterance one final pass (beam search, full context by default) decodes
+  what follows the committed words. Pending finals are never skipped, however far behind.
+- An utterance reaching ``vad.max_utterance_s`` is cut at the end of its last committed word
+  (never mid-word); its committed words become a final and the rest starts a new utterance.
+- Hallucination guards: nothing is decoded outside speech; a pass whose ``no_speech_prob`` is high
+  while its log-probability is low yields no words; repeated n-gram loops are cut; a pass whose
+  text still compresses too well is dropped; loops never reach the prompt of later passes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..config import Config
+from ..events import (
+    SAMPLE_RATE,
+    FinalCaption,
+    PartialCaption,
+    VadEvent,
+    Word,
+    join_words,
+)
+from ..vad import RingBuffer, Segment, SpeechAudio, SpeechEnd, SpeechStart
+from .decoder import DecodeRequest, Hypothesis
+
+PolicyEvent = PartialCaption | FinalCaption | VadEvent
+
+_NORM_RE = re.compile(r"[^\w']+", re.UNICODE)
+
+
+def norm(word: str) -> str:
+    """Normalise a word for agreement: case, punctuation and spacing do not matter."""
+    return _NORM_RE.sub("", word.lower()).replace("'", "")
+
+
+def _loop_start(keys: list[str], first: int) -> int | None:
+    """Index where a loop's first repetition starts, looking at repeats that reach ``first``.
+
+    A unigram must occur 5 times in a row (people do say "words words words"), a bigram 3 times,
+    and an n-gram of three to ten words twice: real speech almost never repeats a whole phrase
+    back to back, while a decoder stuck in a loop does exactly that.
+    """
+    n_words = len(keys)
+    for i in range(n_words):
+        for n in range(1, 11):
+            need = 5 if n == 1 else 3 if n == 2 else 2
+            if i + n * need > n_words:
+                break
+            gram = keys[i : i + n]
+            if not all(gram):
+                continue
+            reps = 1
+            while keys[i + reps * n : i + (reps + 1) * n] == gram:
+                reps += 1
+            if reps >= need and i + reps * n > first:
+                return max(first, i + n)
+    return None
+
+
+def cut_loops(words: list[Word], before: list[Word] | None = None) -> tuple[list[Word], bool]:
+    """Cut a repeated n-gram loop from ``words``, keeping its first occurrence.
+
+    ``before`` are words already committed (they are not cut, but a loop that repeats them is
+    detected). Returns the kept words and whether a loop was found.
+    """
+    before = before or []
+    keys = [norm(w.text) for w in before + words]
+    k = len(before)
+    # A decoder that starts the utterance over: the new words repeat a 4-gram already said.
+    if k >= 4 and len(words) >= 4:
+        head = keys[k : k + 4]
+        if all(head) and any(keys[i : i + 4] == head for i in range(k - 3)):
+            return [], True
+    cut = _loop_start(keys, k)
+    if cut is None:
+        return words, False
+    return words[: cut - len(before)], True
+
+
+def lcp(a: list[str], b: list[str]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y or not x:
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class _Utterance:
+    id: int
+    start: int  # absolute sample where this utterance's audio starts
+    committed: list[Word] = field(default_factory=list)
+    history: deque[list[str]] = field(default_factory=lambda: deque(maxlen=8))
+    tail: list[Word] = field(default_factory=list)
+    last_decode_end: int = 0
+    revision: int = 0
+    language: str | None = None
+    language_probability: float = 1.0
+    end: int | None = None
+    audio: np.ndarray | None = None  # copied when the utterance closes
+    shown: tuple[tuple[str, bool], ...] = ()
+
+
+class StreamingPolicy:
+    """Turns VAD segments and hypotheses into partial and final captions."""
+
+    def __init__(self, cfg: Config, multilingual: bool = False) -> None:
+        self.cfg = cfg
+        self.asr = cfg.asr
+        self.multilingual = multilingual
+        if not multilingual:
+            self.fixed_language: str | None = "en"
+        else:
+            self.fixed_language = None if cfg.asr.language == "auto" else cfg.asr.language
+        self.ring = RingBuffer(cfg.vad.buffer_s)
+        self._next_id = 0
+        self.open: _Utterance | None = None
+        self.closing: deque[_Utterance] = deque()
+        self._context: deque[str] = deque(maxlen=40)
+        self._interval = int(cfg.asr.partial_interval_s * SAMPLE_RATE)
+        self._max_len = int(cfg.vad.max_utterance_s * SAMPLE_RATE)
+        self._margin = cfg.asr.commit_margin_s
+        self.min_first = int((1.0 if self.fixed_language is None else 0.3) * SAMPLE_RATE)
+
+    # --- VAD side ------------------------------------------------------------------------
+
+    def _new_utterance(self, start: int) -> _Utterance:
+        u = _Utterance(id=self._next_id, start=start, last_decode_end=start)
+        self._next_id += 1
+        return u
+
+    def on_segment(self, seg: Segment) -> list[PolicyEvent]:
+        out: list[PolicyEvent] = []
+        if isinstance(seg, SpeechStart):
+            if self.open is not None:  # should not happen; close defensively
+                out += self._close(self.open, self.ring.end)
+            self.ring.reset(seg.sample)
+            self.open = self._new_utterance(seg.sample)
+            out.append(VadEvent("speech_start", seg.sample / SAMPLE_RATE, self.open.id))
+        elif isinstance(seg, SpeechAudio):
+            if self.open is None:
+                return out
+            self.ring.append(seg.sample, seg.samples)
+            if self.ring.end - self.open.start >= self._max_len:
+                out += self._forced_cut(self.open)
+        elif isinstance(seg, SpeechEnd):
+            if self.open is not None:
+                u = self.open
+                out.append(VadEvent("speech_end", seg.sample / SAMPLE_RATE, u.id))
+                out += self._close(u, max(seg.sample, u.start))
+        return out
+
+    def _close(self, u: _Utterance, end: int) -> list[PolicyEvent]:
+        # Keep a little of the trailing silence: Whisper finishes words better when it hears
+        # the end of speech.
+        tail_keep = int(0.3 * SAMPLE_RATE)
+        u.end = min(self.ring.end, end + tail_keep)
+        u.audio = self.ring.get(u.start, u.end)
+        self.open = None
+        if len(u.audio) == 0 and not u.committed:
+            return []
+        self.closing.append(u)
+        return []
+
+    def _forced_cut(self, u: _Utterance) -> list[PolicyEvent]:
+        if not u.committed:
+            # Nothing stable after max length (noise, music, or a decoder in trouble): finalise
+            # the whole window with a proper final pass and start afresh.
+            end = self.ring.end
+            self._close(u, end)
+            self.open = self._new_utterance(end)
+            self.ring.release(end)
+            return []
+        last = u.committed[-1]
+        cut_t = last.end
+        if u.tail:
+            cut_t = max(cut_t, min((last.end + u.tail[0].start) / 2, last.end + 0.2))
+        cut = min(self.ring.end, max(u.start, int(cut_t * SAMPLE_RATE)))
+        final = self._final_event(u, list(u.committed))
+        self.open = self._new_utterance(cut)
+        self.ring.release(cut)
+        return [final] if final else []
+
+    # --- decoder side --------------------------------------------------------------------
+
+    def next_request(self) -> DecodeRequest | None:
+        """The decode to run now, if any: a pending final first, else a due partial."""
+        if self.closing:
+            u = self.closing[0]
+            assert u.audio is not None
+            return DecodeRequest(
+                audio=u.audio,
+                offset=u.start / SAMPLE_RATE,
+                prefix=tuple(u.committed),
+                context=self._context_text(),
+                final=True,
+                language=u.language or self.fixed_language,
+                task=self.asr.task,
+            )
+        u = self.open
+        if u is None:
+            return None
+        have = self.ring.end - u.start
+        if have < self.min_first or self.ring.end - u.last_decode_end < self._interval:
+            return None
+        return DecodeRequest(
+            audio=self.ring.get(u.start),
+            offset=u.start / SAMPLE_RATE,
+            prefix=tuple(u.committed),
+            context=self._context_text(),
+            final=False,
+            language=u.language or self.fixed_language,
+            task=self.asr.task,
+        )
+
+    def _context_text(self) -> str:
+        return " ".join(self._context)
+
+    def _clean(
+        self, hyp: Hypothesis, after: float, before: list[Word]
+    ) -> tuple[list[Word], bool]:
+        """Apply the hallucination guards to a hypothesis; return usable words and loop flag."""
+        if hyp.no_speech_prob > self.asr.no_speech_threshold and (
+            hyp.avg_logprob < self.asr.log_prob_threshold
+        ):
+            return [], False
+        words, looped = cut_loops(list(hyp.words), before[-30:])
+        if not looped and hyp.compression_ratio > self.asr.compression_ratio_threshold:
+            return [], True
+        # Monotonic, non-overlapping times after the committed words.
+        fixed: list[Word] = []
+        t = after
+        for w in words:
+            start = max(w.start, t)
+            end = max(w.end, start)
+            fixed.append(replace(w, start=start, end=end))
+            t = end
+        return fixed, looped
+
+    def on_hypothesis(self, req: DecodeRequest, hyp: Hypothesis) -> list[PolicyEvent]:
+        if req.final:
+            u = self.closing.popleft()
+            if u.language is None:
+                u.language, u.language_probability = hyp.language, hyp.language_probability
+            after = u.committed[-1].end if u.committed else u.start / SAMPLE_RATE
+            words, looped = self._clean(hyp, after, u.committed)
+            if looped or not words:
+                # The final pass went wrong: keep what the last partial pass saw instead.
+                fallback, tail_looped = cut_loops(u.tail, u.committed[-30:])
+                if len(fallback) > len(words):
+                    words, looped = fallback, looped or tail_looped
+            final = self._final_event(u, u.committed + words, looped=looped)
+            return [final] if final else []
+        u = self.open
+        if u is None or req.offset != u.start / SAMPLE_RATE or len(req.prefix) != len(u.committed):
+            return []  # the utterance moved on while decoding; the result is stale
+        u.last_decode_end = int(round((req.offset + len(req.audio) / SAMPLE_RATE) * SAMPLE_RATE))
+        if u.language is None and (self.fixed_language is None):
+            u.language, u.language_probability = hyp.language, hyp.language_probability
+        after = u.committed[-1].end if u.committed else u.start / SAMPLE_RATE
+        words, _looped = self._clean(hyp, after, u.committed)
+        keys = [norm(w.text) for w in words]
+        # LocalAgreement-n over the words after the committed prefix.
+        n_agree = len(keys)
+        needed = self.asr.agreement - 1
+        if needed > 0:
+            if len(u.history) < needed:
+                n_agree = 0
+            else:
+                for old in list(u.history)[-needed:]:
+                    n_agree = min(n_agree, lcp(keys, old))
+        limit = hyp.audio_end - self._margin
+        commit = 0
+        while commit < n_agree and words[commit].end <= limit:
+            commit += 1
+        if commit:
+            u.committed += [replace(w, stable=True) for w in words[:commit]]
+            words = words[commit:]
+            keys = keys[commit:]
+            # Older hypotheses agreed on the committed words: re-base them.
+            u.history = deque(
+                (h[commit:] for h in u.history), maxlen=u.history.maxlen
+            )
+        u.history.append(keys)
+        u.tail = words
+        return self._partial_event(u)
+
+    def _partial_event(self, u: _Utterance) -> list[PolicyEvent]:
+        words = tuple(u.committed) + tuple(u.tail)
+        shown = tuple((w.text, w.stable) for w in words)
+        if not words or shown == u.shown:
+            return []
+        u.shown = shown
+        u.revision += 1
+        return [
+            PartialCaption(
+                utterance_id=u.id,
+                revision=u.revision,
+                words=words,
+                start=words[0].start,
+                end=words[-1].end,
+                language=u.language or self.fixed_language or "en",
+                language_probability=u.language_probability,
+            )
+        ]
+
+    def _final_event(
+        self, u: _Utterance, words: list[Word], looped: bool = False
+    ) -> FinalCaption | None:
+        words = [replace(w, stable=True) for w in words]
+        text = join_words(words)
+        if not words or not text:
+            return None
+        if not looped:
+            for w in text.split():
+                self._context.append(w)
+        return FinalCaption(
+            utterance_id=u.id,
+            text=text,
+            words=tuple(words),
+            start=words[0].start,
+            end=words[-1].end,
+            language=u.language or self.fixed_language or "en",
+            language_probability=u.language_probability,
+        )
+
+    @property
+    def busy(self) -> bool:
+        """True while an utterance is open or a final is pending."""
+        return self.open is not None or bool(self.closing)

@@ -1,0 +1,156 @@
+"""The worker thread: owns the engine (and so the model) and moves audio and events around it.
+
+Capture threads call :meth:`EngineWorker.submit` (thread-safe, never blocks). The worker loop
+takes *all* audio that has arrived, pushes it through the VAD gate, then runs at most one decode:
+when decoding falls behind, partial passes are skipped in favour of the newest audio, pending
+finals never are. The queue is bounded by ``queue_seconds``; audio beyond that is dropped and
+counted (``dropped_samples``), so a stalled worker never makes memory grow.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from ..audio.reframe import Samples
+from ..engine import CaptionEngine
+from ..events import SAMPLE_RATE, Event
+
+log = logging.getLogger(__name__)
+
+
+class EngineWorker:
+    """Thread shell around a :class:`CaptionEngine`."""
+
+    def __init__(
+        self,
+        engine: CaptionEngine,
+        on_event: Callable[[Event], None],
+        queue_seconds: float = 10.0,
+        name: str = "streamcap-asr",
+    ) -> None:
+        self.engine = engine
+        self.on_event = on_event
+        self.max_queued = int(queue_seconds * SAMPLE_RATE)
+        self._queue: deque[Samples] = deque()
+        self._queued = 0
+        self._cond = threading.Condition()
+        self._stop = False
+        self._finish = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.dropped_samples = 0
+        self.submitted_samples = 0
+        self.decode_seconds = 0.0
+        self.last_progress = time.monotonic()
+        self.error: BaseException | None = None
+        self._started_at = 0.0
+
+    # --- producer side ---------------------------------------------------------------------
+
+    def submit(self, samples: Samples) -> None:
+        """Hand over 16 kHz mono audio; never blocks. Overflow drops the oldest queued audio."""
+        if len(samples) == 0:
+            return
+        with self._cond:
+            self._queue.append(samples)
+            self._queued += len(samples)
+            self.submitted_samples += len(samples)
+            while self._queued > self.max_queued and len(self._queue) > 1:
+                old = self._queue.popleft()
+                self._queued -= len(old)
+                self.dropped_samples += len(old)
+            self._cond.notify()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._started_at = time.monotonic()
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Finish the audio already queued, finalise the utterance in flight, and stop.
+
+        Returns False if the worker did not finish within ``timeout``.
+        """
+        with self._cond:
+            self._finish = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def abort(self) -> None:
+        """Stop as soon as the current decode returns, without finalising."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and self.error is None
+
+    @property
+    def queued_seconds(self) -> float:
+        return self._queued / SAMPLE_RATE
+
+    @property
+    def lag_s(self) -> float:
+        """How far the engine is behind the audio handed to it, in seconds."""
+        return (self.submitted_samples - self.engine.samples_in) / SAMPLE_RATE
+
+    @property
+    def rtf(self) -> float:
+        """Decoding time per second of audio consumed so far."""
+        t = self.engine.audio_time
+        return self.decode_seconds / t if t > 0 else 0.0
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def _take(self) -> Samples | None:
+        with self._cond:
+            while not self._queue and not self._stop and not self._finish and not self.engine.due:
+                self._cond.wait(0.5)
+            if not self._queue:
+                return None
+            chunk = np.concatenate(list(self._queue)) if len(self._queue) > 1 else self._queue[0]
+            self._queue.clear()
+            self._queued = 0
+            return chunk
+
+    def _emit(self, events: list[Event]) -> None:
+        for ev in events:
+            try:
+                self.on_event(ev)
+            except Exception:  # a sink must never kill the worker
+                log.exception("event handler failed for %s event", ev.type)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop:
+                chunk = self._take()
+                if chunk is not None:
+                    self._emit(list(self.engine.push(chunk)))
+                    self.last_progress = time.monotonic()
+                if self._stop:
+                    break
+                if self.engine.due:
+                    t0 = time.monotonic()
+                    events = self.engine.step()
+                    self.decode_seconds += time.monotonic() - t0
+                    self.last_progress = time.monotonic()
+                    self._emit(list(events))
+                    continue
+                if self._finish and not self._queue:
+                    t0 = time.monotonic()
+                    events = self.engine.finish()
+                    self.decode_seconds += time.monotonic() - t0
+                    self._emit(list(events))
+                    break
+                self.last_progress = time.monotonic()
+        except BaseException as exc:  # surfaced through .error / .alive to the daemon
+            self.error = exc
+            log.exception("ASR worker crashed")

@@ -1,0 +1,199 @@
+"""The ``streamcap`` command. The only place errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import __version__
+from . import config as config_mod
+from .config import Config
+from .errors import StreamcapError
+from .events import Event, FinalCaption, PartialCaption
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad arguments are one line naming the culprit and exit code 2."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that loads a configuration."""
+    p.add_argument("--config", metavar="FILE", help="configuration file (YAML); default: embedded")
+    p.add_argument("--model", help="asr.model: tiny.en, base, small, a CTranslate2 dir, a hub name")
+    p.add_argument("--language", help="asr.language: auto or a code such as en")
+    p.add_argument("--task", choices=["transcribe", "translate"], help="asr.task")
+    p.add_argument("--device", dest="asr_device", help="asr.device: auto, cpu or cuda")
+    p.add_argument("--compute-type", help="asr.compute_type, e.g. int8, float16")
+    p.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override any config key, e.g. --set vad.aggressiveness=3 (repeatable)",
+    )
+
+
+def build_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
+    """Load the config file, then apply command-line overrides (which win)."""
+    cfg = config_mod.load(getattr(args, "config", None))
+    overrides: dict[str, Any] = {}
+    for item in getattr(args, "set", []) or []:
+        key, value = config_mod.parse_override(item)
+        overrides[key] = value
+    for attr, key in (
+        ("model", "asr.model"),
+        ("language", "asr.language"),
+        ("task", "asr.task"),
+        ("asr_device", "asr.device"),
+        ("compute_type", "asr.compute_type"),
+    ):
+        v = getattr(args, attr, None)
+        if v is not None:
+            overrides[key] = v
+    overrides.update(extra or {})
+    return config_mod.with_overrides(cfg, overrides) if overrides else cfg
+
+
+# --- transcribe ------------------------------------------------------------------------------
+
+
+class TerminalPrinter:
+    """Prints partials on one rewritten line (on a terminal) and finals as they come."""
+
+    def __init__(self, out: TextIO, show_partials: bool = True) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.show_partials = show_partials
+        self._partial_len = 0
+
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, PartialCaption) and self.show_partials:
+            if self.tty:
+                text = ev.text[-150:]
+                self.out.write("\r\x1b[2K\x1b[2m" + text + "\x1b[0m")
+                self._partial_len = len(text)
+            else:
+                self.out.write(f"~ [{ev.start:7.2f}] {ev.stable_text} | {ev.unstable_text}\n")
+            self.out.flush()
+        elif isinstance(ev, FinalCaption):
+            if self.tty:
+                self.out.write("\r\x1b[2K")
+            self.out.write(f"[{ev.start:7.2f} -> {ev.end:7.2f}] {ev.text}\n")
+            self.out.flush()
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from .runner import TimedEvent, make_decoder, run_audio
+    from .audio.decode import load_audio
+    from .sinks.files import CaptionFiles
+
+    cfg = build_config(args)
+    multi = len(args.files) > 1
+
+    def out_path(p: str | None, i: int) -> Path | None:
+        if p is None:
+            return None
+        path = Path(p)
+        return path.with_name(f"{path.stem}.{i + 1}{path.suffix}") if multi else path
+
+    # Decode every input first: a bad file fails before the model is loaded.
+    audios = [load_audio(f) for f in args.files]
+    decoder, _ = make_decoder(cfg)
+    printer = TerminalPrinter(sys.stdout, show_partials=not args.quiet)
+    for i, (name, audio) in enumerate(zip(args.files, audios)):
+        if multi:
+            print(f"== {name}", flush=True)
+        files = CaptionFiles(
+            srt=out_path(args.output, i),
+            vtt=out_path(args.vtt, i),
+            jsonl=out_path(args.jsonl, i),
+            output=cfg.output,
+        )
+        try:
+
+            def on_event(te: TimedEvent, files: CaptionFiles = files) -> None:
+                files.write(te.event)
+                printer(te.event)
+
+            run_audio(audio, cfg, decoder, realtime=args.realtime, on_event=on_event)
+        finally:
+            files.close()
+    return 0
+
+
+def _add_transcribe(sub: Any) -> None:
+    p = sub.add_parser(
+        "transcribe",
+        help="caption audio files with the streaming engine",
+        description="Run the live streaming engine over files and print captions as they come.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio or video files (any format)")
+    p.add_argument("-o", "--output", metavar="OUT.srt", help="write SRT captions here")
+    p.add_argument("--vtt", metavar="OUT.vtt", help="write WebVTT captions here")
+    p.add_argument("--jsonl", metavar="OUT.jsonl", help="write every event as JSON Lines here")
+    p.add_argument("--realtime", action="store_true", help="feed the audio at real-time speed")
+    p.add_argument("-q", "--quiet", action="store_true", help="print finals only")
+    add_config_args(p)
+    p.set_defaults(func=_cmd_transcribe)
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    cfg = build_config(args)
+    sys.stdout.write(yaml.safe_dump(config_mod.to_dict(cfg), sort_keys=False))
+    return 0
+
+
+def _add_config(sub: Any) -> None:
+    p = sub.add_parser("config", help="validate a configuration and print the effective values")
+    add_config_args(p)
+    p.set_defaults(func=_cmd_config)
+
+
+def _registrations() -> list[Callable[[Any], None]]:
+    regs: list[Callable[[Any], None]] = [_add_transcribe, _add_config]
+    return regs
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="streamcap", description="Real-time streaming captions with Whisper.")
+    parser.add_argument("--version", action="version", version=f"streamcap {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for register in _registrations():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("faster_whisper", "websockets", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        code: int = args.func(args)
+        return code
+    except StreamcapError as exc:
+        print(f"streamcap: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

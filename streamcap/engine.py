@@ -1,0 +1,75 @@
+"""The caption engine: VAD segmenter + streaming policy + a hypothesis source, driven by feed().
+
+It owns no thread, socket or clock. ``feed()`` is deterministic (as if the worker were infinitely
+fast and kept to the decoding cadence); live shells call ``push()`` with all audio that has
+arrived and then ``step()`` once, so a worker that falls behind always decodes the newest audio
+(partials are skipped, finals never).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .asr.decoder import HypothesisSource
+from .asr.policy import PolicyEvent, StreamingPolicy
+from .audio.reframe import Samples
+from .config import Config
+from .events import SAMPLE_RATE
+from .vad import VadSegmenter
+
+
+class CaptionEngine:
+    """Audio in (16 kHz mono float32), caption events out."""
+
+    def __init__(self, cfg: Config, decoder: HypothesisSource) -> None:
+        self.cfg = cfg
+        self.decoder = decoder
+        self.vad = VadSegmenter(cfg.vad, cfg.audio.frame_ms)
+        self.policy = StreamingPolicy(cfg, multilingual=decoder.multilingual)
+        self.samples_in = 0
+        self._chunk = max(self.vad.frame, int(0.05 * SAMPLE_RATE))
+
+    @property
+    def audio_time(self) -> float:
+        """Stream seconds of audio consumed so far."""
+        return self.samples_in / SAMPLE_RATE
+
+    def push(self, samples: Samples) -> list[PolicyEvent]:
+        """Take new audio through the VAD gate; no decoding happens here."""
+        samples = np.asarray(samples, dtype=np.float32)
+        self.samples_in += len(samples)
+        out: list[PolicyEvent] = []
+        for seg in self.vad.feed(samples):
+            out += self.policy.on_segment(seg)
+        return out
+
+    def step(self) -> list[PolicyEvent]:
+        """Run at most one decode (a pending final first, else a due partial)."""
+        req = self.policy.next_request()
+        if req is None:
+            return []
+        hyp = self.decoder.decode(req)
+        return self.policy.on_hypothesis(req, hyp)
+
+    @property
+    def due(self) -> bool:
+        return self.policy.next_request() is not None
+
+    def feed(self, samples: Samples) -> list[PolicyEvent]:
+        """Push audio in small chunks and decode at the configured cadence (deterministic)."""
+        out: list[PolicyEvent] = []
+        samples = np.asarray(samples, dtype=np.float32)
+        for i in range(0, len(samples), self._chunk):
+            out += self.push(samples[i : i + self._chunk])
+            while self.due:
+                out += self.step()
+        return out
+
+    def finish(self) -> list[PolicyEvent]:
+        """End of input: finalise the utterance in flight; nothing is lost at the end."""
+        out: list[PolicyEvent] = []
+        for seg in self.vad.finish():
+            out += self.policy.on_segment(seg)
+        while self.policy.closing:
+            out += self.step()
+        return out
