@@ -1,0 +1,528 @@
+"""Caption formatting: finals in, broadcast-style subtitle cues out (pure: no I/O, no clocks).
+
+:class:`CaptionFormatter` turns each :class:`~streamcap.events.FinalCaption` into zero or more
+:class:`Cue` objects the moment it arrives, so a file writer can append and fsync them live.
+The rules it keeps:
+
+* every line holds at most ``max_line_chars`` characters and a cue at most ``max_lines`` lines;
+  a cue uses the fewest lines its text needs, and when it needs several they are balanced;
+* a cue lasts between ``min_cue_s`` and ``max_cue_s``.  A final that is too long or too wordy
+  is split on its word timestamps into several cues, preferring breaks after sentence
+  punctuation, then after clause punctuation, then at the largest pause.  A short cue is
+  extended into the following gap.  Inside one final it stops where the next cue of that final
+  starts, so such a cue can stay shorter than ``min_cue_s`` when the next cue leaves no room.
+  The last cue of a final is always extended to ``min_cue_s``, because the next final is not
+  known yet and cues are written live.  When the next final then starts inside that extension,
+  its first cue starts when the extension ends, so it appears up to ``min_cue_s`` late;
+* cue numbering is continuous over the formatter's life (1, 2, 3, …); cue times are rounded to
+  milliseconds, never overlap and never go backwards, even when finals come out of order;
+* a word longer than a line is hard-wrapped at ``max_line_chars`` instead of dropped;
+* text with no spaces between words (Chinese, Japanese) breaks between any two wide (CJK)
+  characters and is measured in characters.  Closing punctuation (``。``, ``、``, ``,``) never
+  starts a line, and opening brackets never end one.  Right-to-left text keeps its logical order
+  untouched;
+* a final with empty text yields no cue.  A final with text but no usable word timestamps
+  yields cues spanning ``start..end`` (at most ``max_cue_s``, more than one cue only when the
+  text does not fit the lines).
+
+Rendering: :meth:`Cue.to_srt` uses the ``srt`` library (``srt.Subtitle.to_srt``).
+:meth:`Cue.to_vtt` builds a ``webvtt.Caption`` and renders its single cue block with webvtt-py's
+``WebVTTCueBlock.format_lines``.  webvtt-py has no public call for a single cue, and it does not
+escape cue text, so ``&``, ``<`` and ``>`` are escaped here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import srt
+import webvtt
+from webvtt.models import Timestamp
+from webvtt.vtt import WebVTTCueBlock
+
+from ..config import OutputConfig
+from ..errors import ConfigError, StreamcapError
+from ..events import FinalCaption, join_words
+
+VTT_HEADER = "WEBVTT\n\n"
+"""What a WebVTT file starts with; every cue block after it ends with a blank line."""
+
+_SENTENCE_END = frozenset(".?!…。！？‼⁇⁈⁉؟۔")
+_CLAUSE_END = frozenset(",;:،؛、，；：—–")
+_TRAILING_CLOSERS = "\"')]}»”’」』）】〉》"
+# In SRT, "-->" (or "- >") followed by a time on a later line can start a new cue for parsers.
+_SRT_ARROW = re.compile(r"-[ -] *>")
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One subtitle cue: its number, stream-time bounds in seconds, lines and language."""
+
+    index: int
+    start: float
+    end: float
+    lines: tuple[str, ...]
+    language: str = "en"
+
+    @property
+    def text(self) -> str:
+        """The cue's lines joined with newlines."""
+        return "\n".join(self.lines)
+
+    def to_srt(self) -> str:
+        """The cue as an SRT block (number, times, lines), ending with a blank line."""
+        content = "\n".join(_SRT_ARROW.sub("→", line) for line in self.lines)
+        sub = srt.Subtitle(
+            index=self.index,
+            start=datetime.timedelta(milliseconds=_ms(self.start)),
+            end=datetime.timedelta(milliseconds=_ms(self.end)),
+            content=content,
+        )
+        return str(sub.to_srt())
+
+    def to_vtt(self) -> str:
+        """The cue as a WebVTT block (identifier, times, escaped lines) and a blank line."""
+        caption = webvtt.Caption(
+            start=str(Timestamp.from_seconds(_ms(self.start) / 1000)),
+            end=str(Timestamp.from_seconds(_ms(self.end) / 1000)),
+            text=[_vtt_escape(line) for line in self.lines],
+            identifier=str(self.index),
+        )
+        block: list[str] = WebVTTCueBlock.format_lines(caption)
+        return "\n".join(block[1:]) + "\n\n"
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def _vtt_escape(line: str) -> str:
+    return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def translation_final(final: FinalCaption) -> FinalCaption | None:
+    """The English translation of ``final`` as a final of its own, or ``None`` when there is none.
+
+    A translation has no word timestamps, so it spans the words of the original (or the final's
+    ``start..end`` when it has no words).
+    """
+    if final.translation is None:
+        return None
+    start, end = final.start, final.end
+    times = [t for w in final.words for t in (w.start, w.end)]
+    if times and all(math.isfinite(t) for t in times):
+        start, end = min(times), max(times)
+    return FinalCaption(
+        utterance_id=final.utterance_id,
+        text=final.translation,
+        words=(),
+        start=start,
+        end=end,
+        language="en",
+        language_probability=final.language_probability,
+    )
+
+
+def original_final(final: FinalCaption) -> FinalCaption:
+    """``final`` without its translation (what goes to the files of its own language)."""
+    if final.translation is None:
+        return final
+    return dataclasses.replace(final, translation=None)
+
+
+# --- text units -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """The smallest piece a line or cue may break before, with its stream-time bounds."""
+
+    text: str
+    start: float
+    end: float
+    space: bool  # a space separates it from the unit before it on the same line
+
+
+def _clean(text: str) -> str:
+    """Valid UTF-8, whitespace (newlines included) turned into spaces, control characters gone."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    out = []
+    for ch in text:
+        if ch.isspace():
+            out.append(" ")
+        elif unicodedata.category(ch) != "Cc":
+            out.append(ch)
+    return "".join(out)
+
+
+def _is_wide(ch: str) -> bool:
+    """A CJK character that lines may break around (Hangul excluded: Korean uses spaces)."""
+    o = ord(ch)
+    if 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F:
+        return False
+    return unicodedata.east_asian_width(ch) in ("W", "F")
+
+
+def _is_closing(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Pe", "Pf", "Po")
+
+
+def _is_opening(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Ps", "Pi")
+
+
+def _split_piece(piece: str) -> list[str]:
+    """Split one space-free piece so that every wide character stands alone.
+
+    Closing punctuation sticks to what precedes it and opening brackets to what follows.
+    """
+    subs: list[str] = []
+    buf = ""
+    opening = ""
+    for ch in piece:
+        if not _is_wide(ch):
+            if not buf:
+                buf, opening = opening, ""
+            buf += ch
+        elif _is_closing(ch):
+            if buf:
+                buf += ch
+            elif subs:
+                subs[-1] += ch
+            else:
+                opening += ch
+        elif _is_opening(ch):
+            if buf:
+                subs.append(buf)
+                buf = ""
+            opening += ch
+        else:
+            if buf:
+                subs.append(buf)
+                buf = ""
+            subs.append(opening + ch)
+            opening = ""
+    if buf or opening:
+        subs.append(buf + opening if buf else opening)
+    return subs
+
+
+def _units(spans: Sequence[tuple[str, float, float]], width: int) -> list[_Unit]:
+    """Break timed text spans (words) into units; times are spread over characters."""
+    space_mode = any(_clean(t)[:1] == " " for t, _, _ in spans[1:])
+    raw: list[_Unit] = []
+    for text, start, end in spans:
+        cleaned = _clean(text)
+        pieces = [p for p in cleaned.split(" ") if p]
+        if not pieces:
+            continue
+        parts: list[tuple[str, bool]] = []
+        for k, piece in enumerate(pieces):
+            for m, sub in enumerate(_split_piece(piece)):
+                if m > 0:
+                    parts.append((sub, False))
+                elif k > 0:
+                    parts.append((sub, True))
+                elif space_mode:
+                    parts.append((sub, cleaned[:1] == " "))
+                else:  # words carry no spaces: infer them, except around CJK characters
+                    seam_wide = bool(raw) and (_is_wide(raw[-1].text[-1]) or _is_wide(sub[0]))
+                    parts.append((sub, not seam_wide and not _is_closing(sub[0])))
+        total = sum(len(p) for p, _ in parts)
+        offset = 0
+        for sub, space in parts:
+            s = start + (end - start) * offset / total
+            offset += len(sub)
+            e = start + (end - start) * offset / total
+            raw.append(_Unit(sub, s, e, space))
+    # Glue pieces that may not be broken apart: no space between them and no wide character
+    # at the seam ("10" ",000"), or a piece of closing punctuation alone ("。").
+    merged: list[_Unit] = []
+    for u in raw:
+        if merged and not u.space:
+            prev = merged[-1]
+            seam_wide = _is_wide(prev.text[-1]) or _is_wide(u.text[0])
+            if not seam_wide or all(_is_closing(c) for c in u.text):
+                merged[-1] = _Unit(prev.text + u.text, prev.start, max(prev.end, u.end), prev.space)
+                continue
+        merged.append(u)
+    # Hard-wrap anything longer than a line.
+    out: list[_Unit] = []
+    for u in merged:
+        if len(u.text) <= width:
+            out.append(u)
+            continue
+        n = len(u.text)
+        for k in range(0, n, width):
+            chunk = u.text[k : k + width]
+            s = u.start + (u.end - u.start) * k / n
+            e = u.start + (u.end - u.start) * min(n, k + width) / n
+            out.append(_Unit(chunk, s, e, u.space if k == 0 else False))
+    return out
+
+
+def _ends_sentence(text: str) -> bool:
+    t = text.rstrip(_TRAILING_CLOSERS)
+    return bool(t) and t[-1] in _SENTENCE_END
+
+
+def _ends_clause(text: str) -> bool:
+    t = text.rstrip(_TRAILING_CLOSERS)
+    return bool(t) and t[-1] in _CLAUSE_END
+
+
+def _joined(units: Sequence[_Unit]) -> str:
+    parts: list[str] = []
+    for k, u in enumerate(units):
+        if k and u.space:
+            parts.append(" ")
+        parts.append(u.text)
+    return "".join(parts)
+
+
+# --- the formatter --------------------------------------------------------------------------
+
+_CUE_COST = 1.0  # every extra cue costs this much: prefer fewer, fuller cues
+_BREAK_COST_SENTENCE = 0.0
+_BREAK_COST_CLAUSE = 0.8
+_BREAK_COST_PLAIN = 2.0
+_PAUSE_BONUS_PER_S = 1.0  # a pause of up to 1.5 s before the break lowers its cost
+_PAUSE_BONUS_MAX_S = 1.5
+_SHORT_CUE_COST = 2.0  # times the missing fraction of min_cue_s
+_FILL_COST = 1.0  # times the squared fill of the cue: among equal breaks, balance the cues
+
+
+class CaptionFormatter:
+    """Turns finals into numbered, non-overlapping subtitle cues that keep broadcast norms.
+
+    Pure: ``feed()`` in, cues out; the only state is the next cue number and the end of the
+    last cue. One formatter serves one output track (one language), for a whole session.
+    """
+
+    def __init__(
+        self,
+        max_line_chars: int = 42,
+        max_lines: int = 2,
+        min_cue_s: float = 1.0,
+        max_cue_s: float = 7.0,
+    ) -> None:
+        if max_line_chars < 1:
+            raise ConfigError("output.max_line_chars", f"expected at least 1, got {max_line_chars}")
+        if max_lines < 1:
+            raise ConfigError("output.max_lines", f"expected at least 1, got {max_lines}")
+        if not (math.isfinite(max_cue_s) and max_cue_s > 0):
+            raise ConfigError("output.max_cue_s", f"expected a positive number, got {max_cue_s}")
+        if not (math.isfinite(min_cue_s) and 0 <= min_cue_s <= max_cue_s):
+            raise ConfigError(
+                "output.min_cue_s", f"expected 0..output.max_cue_s ({max_cue_s}), got {min_cue_s}"
+            )
+        self.max_line_chars = max_line_chars
+        self.max_lines = max_lines
+        self.min_cue_s = min_cue_s
+        self.max_cue_s = max_cue_s
+        self._next_index = 1
+        self._last_end = 0.0
+
+    @classmethod
+    def from_config(cls, out: OutputConfig) -> CaptionFormatter:
+        """A formatter with the line and duration rules of ``out``."""
+        return cls(out.max_line_chars, out.max_lines, out.min_cue_s, out.max_cue_s)
+
+    @property
+    def cues_emitted(self) -> int:
+        """How many cues this formatter has produced so far."""
+        return self._next_index - 1
+
+    @property
+    def last_end(self) -> float:
+        """Where the last cue ends (0 before the first); the next cue starts no earlier."""
+        return self._last_end
+
+    def feed(self, final: FinalCaption) -> list[Cue]:
+        """The cues for one final (possibly none), numbered on from the previous ones."""
+        if not final.text.strip():
+            return []
+        spans, timed = self._spans(final)
+        units = _units(spans, self.max_line_chars)
+        if not units:
+            return []
+        segments = self._segment(units, timed)
+        return self._timed_cues(units, segments, final.language)
+
+    # -- steps --
+
+    def _spans(self, final: FinalCaption) -> tuple[list[tuple[str, float, float]], bool]:
+        """Timed text spans: the words if their times are usable, else the text over start..end."""
+        words = [w for w in final.words if w.text.strip()]
+        if words and all(math.isfinite(w.start) and math.isfinite(w.end) for w in words):
+            spans: list[tuple[str, float, float]] = []
+            last_start = 0.0
+            for w in words:
+                s = max(float(w.start), last_start, 0.0)
+                e = max(float(w.end), s)
+                spans.append((w.text, s, e))
+                last_start = s
+            return spans, True
+        if not (math.isfinite(final.start) and math.isfinite(final.end)):
+            raise StreamcapError(
+                f"final {final.utterance_id}: start/end must be finite numbers of seconds "
+                f"when word times are unusable, got {final.start!r}..{final.end!r}"
+            )
+        start = max(float(final.start), 0.0)
+        end = max(float(final.end), start)
+        text = join_words(words) if words else final.text
+        return [(text, start, end)], False
+
+    def _layout_fits_from(self, units: Sequence[_Unit], i: int) -> list[int]:
+        """For the cue ending before unit ``i``: the fewest lines each start ``j`` needs.
+
+        Right-to-left greedy filling gives the minimum line count, one unit at a time.
+        """
+        width = self.max_line_chars
+        lines_needed: list[int] = []
+        lines, cur = 0, 0
+        for j in range(i - 1, -1, -1):
+            u = units[j]
+            if lines == 0:
+                lines, cur = 1, len(u.text)
+            else:
+                joint = 1 if units[j + 1].space else 0
+                if cur + joint + len(u.text) <= width:
+                    cur += joint + len(u.text)
+                else:
+                    lines, cur = lines + 1, len(u.text)
+            lines_needed.append(lines)
+            if lines > self.max_lines:
+                break
+        return lines_needed
+
+    def _break_cost(self, units: Sequence[_Unit], i: int) -> float:
+        """The cost of ending a cue after unit ``i - 1`` (0 at the very end)."""
+        if i >= len(units):
+            return 0.0
+        prev = units[i - 1].text
+        if _ends_sentence(prev):
+            cost = _BREAK_COST_SENTENCE
+        elif _ends_clause(prev):
+            cost = _BREAK_COST_CLAUSE
+        else:
+            cost = _BREAK_COST_PLAIN
+        gap = max(0.0, units[i].start - units[i - 1].end)
+        return cost - _PAUSE_BONUS_PER_S * min(gap, _PAUSE_BONUS_MAX_S)
+
+    def _segment(self, units: Sequence[_Unit], timed: bool) -> list[tuple[int, int]]:
+        """Split units into cues ``[(j, i), ...]`` of least total cost (dynamic programming)."""
+        n = len(units)
+        capacity = float(self.max_lines * self.max_line_chars)
+        ends = [0] * (n + 1)  # ends[i]: characters in units[:i], spaces included
+        for k, u in enumerate(units):
+            ends[k + 1] = ends[k] + len(u.text) + (1 if k and u.space else 0)
+        best = [math.inf] * (n + 1)
+        back = [0] * (n + 1)
+        best[0] = 0.0
+        for i in range(1, n + 1):
+            needed = self._layout_fits_from(units, i)
+            brk = self._break_cost(units, i)
+            for k, lines in enumerate(needed):
+                j = i - 1 - k
+                if k > 0:
+                    if lines > self.max_lines:
+                        break
+                    if timed and units[i - 1].end - units[j].start > self.max_cue_s:
+                        break
+                fill = (ends[i] - ends[j]) / capacity
+                cost = best[j] + _CUE_COST + brk + _FILL_COST * fill * fill
+                if timed:
+                    dur = units[i - 1].end - units[j].start
+                    if dur < self.min_cue_s and self.min_cue_s > 0:
+                        cost += _SHORT_CUE_COST * (self.min_cue_s - dur) / self.min_cue_s
+                if cost < best[i]:
+                    best[i] = cost
+                    back[i] = j
+        segments: list[tuple[int, int]] = []
+        i = n
+        while i > 0:
+            segments.append((back[i], i))
+            i = back[i]
+        segments.reverse()
+        return segments
+
+    def _lines(self, units: Sequence[_Unit]) -> tuple[str, ...]:
+        """Lay the units of one cue on the fewest lines, balanced, preferring punctuation breaks."""
+        width = self.max_line_chars
+        one = _joined(units)
+        if len(one) <= width:
+            return (one,)
+        m = len(units)
+        # dp[k][l]: least cost to lay units[k:] on exactly l lines (sum of squared line lengths,
+        # less a bonus for a line that ends at punctuation)
+        inf = math.inf
+        target = min(self._layout_fits_from(units, m)[-1], self.max_lines)
+        dp: list[list[float]] = [[inf] * (target + 1) for _ in range(m + 1)]
+        nxt: list[list[int]] = [[0] * (target + 1) for _ in range(m + 1)]
+        dp[m][0] = 0.0
+        for k in range(m - 1, -1, -1):
+            length = 0
+            for e in range(k + 1, m + 1):
+                u = units[e - 1]
+                if e - 1 > k and u.space:
+                    length += 1
+                length += len(u.text)
+                if length > width and e > k + 1:
+                    break
+                bonus = 0.0
+                if e < m and (_ends_sentence(u.text) or _ends_clause(u.text)):
+                    bonus = (width * width) / 8
+                for lines in range(1, target + 1):
+                    rest = dp[e][lines - 1]
+                    if rest == inf:
+                        continue
+                    cost = length * length - bonus + rest
+                    if cost < dp[k][lines]:
+                        dp[k][lines] = cost
+                        nxt[k][lines] = e
+        out: list[str] = []
+        k, lines = 0, target
+        if dp[0][target] == inf:  # cannot happen for a segment the splitter accepted
+            return (one,)
+        while k < m:
+            e = nxt[k][lines]
+            out.append(_joined(units[k:e]))
+            k, lines = e, lines - 1
+        return tuple(out)
+
+    def _timed_cues(
+        self, units: Sequence[_Unit], segments: Sequence[tuple[int, int]], language: str
+    ) -> list[Cue]:
+        cues: list[Cue] = []
+        for n, (j, i) in enumerate(segments):
+            nat_start, nat_end = units[j].start, units[i - 1].end
+            start = round(max(nat_start, self._last_end), 3)
+            end = max(nat_end, start)
+            if end - start < self.min_cue_s:
+                room = units[segments[n + 1][0]].start if n + 1 < len(segments) else math.inf
+                end = max(end, min(start + self.min_cue_s, room))
+                if end - start < 0.001:  # no room at all: show it anyway, the next one moves
+                    end = start + self.min_cue_s
+            end = min(end, start + self.max_cue_s)
+            end = round(end, 3)
+            if end <= start:
+                end = round(start + 0.001, 3)
+            cues.append(
+                Cue(
+                    index=self._next_index,
+                    start=start,
+                    end=end,
+                    lines=self._lines(units[j:i]),
+                    language=language,
+                )
+            )
+            self._next_index += 1
+            self._last_end = end
+        return cues
