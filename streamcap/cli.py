@@ -94,6 +94,7 @@ class TerminalPrinter:
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     from .runner import TimedEvent, make_decoder, run_audio
     from .audio.decode import load_audio
+    from .sinks.captions import CaptionFormatter
     from .sinks.files import CaptionFiles
 
     cfg = build_config(args)
@@ -116,7 +117,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
             srt=out_path(args.output, i),
             vtt=out_path(args.vtt, i),
             jsonl=out_path(args.jsonl, i),
-            output=cfg.output,
+            formatter=CaptionFormatter.from_config(cfg.output),
         )
         try:
 
@@ -162,6 +163,7 @@ def _add_config(sub: Any) -> None:
 
 def _registrations() -> list[Callable[[Any], None]]:
     regs: list[Callable[[Any], None]] = [_add_transcribe, _add_config]
+    from .daemon import add_parser as add_run_parser; regs.append(add_run_parser)  # noqa: E702
     return regs
 
 

@@ -123,6 +123,8 @@ class _Utterance:
 class StreamingPolicy:
     """Turns VAD segments and hypotheses into partial and final captions."""
 
+    LOW_CONFIDENCE = 0.3
+
     def __init__(self, cfg: Config, multilingual: bool = False) -> None:
         self.cfg = cfg
         self.asr = cfg.asr
@@ -246,6 +248,12 @@ class StreamingPolicy:
         words, looped = cut_loops(list(hyp.words), before[-30:])
         if not looped and hyp.compression_ratio > self.asr.compression_ratio_threshold:
             return [], True
+        # A few words the model itself barely believes (a lone "you" over a cough, a breath or
+        # distant speech) are Whisper's classic hallucination: drop them.
+        if words and len(words) <= 3 and (
+            sum(w.probability for w in words) / len(words) < self.LOW_CONFIDENCE
+        ):
+            return [], looped
         # Monotonic, non-overlapping times after the committed words.
         fixed: list[Word] = []
         t = after
