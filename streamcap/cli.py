@@ -21,7 +21,7 @@ Handler = Callable[[argparse.Namespace], int]
 class _Parser(argparse.ArgumentParser):
     """argparse, but bad arguments are one line naming the culprit and exit code 2."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -92,8 +92,8 @@ class TerminalPrinter:
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    from .runner import TimedEvent, make_decoder, run_audio
     from .audio.decode import load_audio
+    from .runner import TimedEvent, make_decoder, run_audio
     from .sinks.captions import CaptionFormatter
     from .sinks.files import CaptionFiles
 
@@ -162,8 +162,12 @@ def _add_config(sub: Any) -> None:
 
 
 def _registrations() -> list[Callable[[Any], None]]:
-    regs: list[Callable[[Any], None]] = [_add_transcribe, _add_config]
-    from .daemon import add_parser as add_run_parser; regs.append(add_run_parser)  # noqa: E702
+    from . import models_cli
+
+    regs: list[Callable[[Any], None]] = [_add_transcribe, _add_config, models_cli.add_parser]
+    from .daemon import add_parser as add_run_parser
+
+    regs.append(add_run_parser)
     return regs
 
 

@@ -8,13 +8,15 @@ arrived and then ``step()`` once, so a worker that falls behind always decodes t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from .asr.decoder import HypothesisSource
+from .asr.decoder import DecodeRequest, HypothesisSource
 from .asr.policy import PolicyEvent, StreamingPolicy
 from .audio.reframe import Samples
 from .config import Config
-from .events import SAMPLE_RATE
+from .events import SAMPLE_RATE, FinalCaption, join_words
 from .vad import VadSegmenter
 
 
@@ -49,7 +51,23 @@ class CaptionEngine:
         if req is None:
             return []
         hyp = self.decoder.decode(req)
-        return self.policy.on_hypothesis(req, hyp)
+        events = self.policy.on_hypothesis(req, hyp)
+        if req.final and req.task == "translate" and self.cfg.asr.translate_keep_original:
+            events = [self._with_original(ev, req) for ev in events]
+        return events
+
+    def _with_original(self, ev: PolicyEvent, req: DecodeRequest) -> PolicyEvent:
+        """Translate finals keep the English text as ``translation`` and decode the original."""
+        if not isinstance(ev, FinalCaption) or ev.language == "en":
+            return ev
+        orig = self.decoder.decode(
+            replace(req, prefix=(), task="transcribe", language=ev.language, context="")
+        )
+        text = join_words(orig.words)
+        if not text:
+            return ev
+        return replace(ev, text=text, words=tuple(replace(w, stable=True) for w in orig.words),
+                       translation=ev.text)
 
     @property
     def due(self) -> bool:

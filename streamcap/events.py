@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 SAMPLE_RATE = 16000
 
@@ -82,7 +82,9 @@ class _JsonMixin:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(
+            self.to_dict(), ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
 
 
 @dataclass(frozen=True)
@@ -198,8 +200,8 @@ class ErrorEvent(_JsonMixin):
     type: Literal["error"] = field(default="error", init=False)
 
 
-Event = Union[PartialCaption, FinalCaption, VadEvent, StatusEvent, ErrorEvent]
-CaptionEvent = Union[PartialCaption, FinalCaption]
+Event = PartialCaption | FinalCaption | VadEvent | StatusEvent | ErrorEvent
+CaptionEvent = PartialCaption | FinalCaption
 
 
 def event_from_dict(d: dict[str, Any]) -> Event:

@@ -58,7 +58,8 @@ class VadSegmenter:
         self._vad = webrtcvad.Vad(cfg.aggressiveness)
         self._pending = np.zeros(0, dtype=np.float32)
         self._pos = 0  # absolute sample index of the next frame to classify
-        self._preroll: deque[Samples] = deque(maxlen=max(1, round(cfg.preroll_s * SAMPLE_RATE / self.frame)))
+        preroll_frames = max(1, round(cfg.preroll_s * SAMPLE_RATE / self.frame))
+        self._preroll: deque[Samples] = deque(maxlen=preroll_frames)
         self._onset: list[Samples] = []
         self._in_speech = False
         self._voiced_run = 0

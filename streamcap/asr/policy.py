@@ -164,11 +164,10 @@ class StreamingPolicy:
             self.ring.append(seg.sample, seg.samples)
             if self.ring.end - self.open.start >= self._max_len:
                 out += self._forced_cut(self.open)
-        elif isinstance(seg, SpeechEnd):
-            if self.open is not None:
-                u = self.open
-                out.append(VadEvent("speech_end", seg.sample / SAMPLE_RATE, u.id))
-                out += self._close(u, max(seg.sample, u.start))
+        elif isinstance(seg, SpeechEnd) and self.open is not None:
+            u = self.open
+            out.append(VadEvent("speech_end", seg.sample / SAMPLE_RATE, u.id))
+            out += self._close(u, max(seg.sample, u.start))
         return out
 
     def _close(self, u: _Utterance, end: int) -> list[PolicyEvent]:
@@ -218,9 +217,10 @@ class StreamingPolicy:
                 language=u.language or self.fixed_language,
                 task=self.asr.task,
             )
-        u = self.open
-        if u is None:
+        cur = self.open
+        if cur is None:
             return None
+        u = cur
         have = self.ring.end - u.start
         if have < self.min_first or self.ring.end - u.last_decode_end < self._interval:
             return None
@@ -278,10 +278,15 @@ class StreamingPolicy:
                     words, looped = fallback, looped or tail_looped
             final = self._final_event(u, u.committed + words, looped=looped)
             return [final] if final else []
-        u = self.open
-        if u is None or req.offset != u.start / SAMPLE_RATE or len(req.prefix) != len(u.committed):
+        cur = self.open
+        if (
+            cur is None
+            or req.offset != cur.start / SAMPLE_RATE
+            or len(req.prefix) != len(cur.committed)
+        ):
             return []  # the utterance moved on while decoding; the result is stale
-        u.last_decode_end = int(round((req.offset + len(req.audio) / SAMPLE_RATE) * SAMPLE_RATE))
+        u = cur
+        u.last_decode_end = round((req.offset + len(req.audio) / SAMPLE_RATE) * SAMPLE_RATE)
         if u.language is None and (self.fixed_language is None):
             u.language, u.language_probability = hyp.language, hyp.language_probability
         after = u.committed[-1].end if u.committed else u.start / SAMPLE_RATE
