@@ -1,0 +1,146 @@
+"""End-to-end tests of ``streamcap bench``: the real model on real speech, in --fast mode."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamcap.bench.cli import add_parser
+from streamcap.bench.report import REQUIRED_FIELDS, get
+from streamcap.errors import AudioError, ConfigError
+
+AUDIO = Path(
+    os.environ.get("STREAMCAP_AUDIO", Path(__file__).resolve().parents[3] / "shared" / "audio")
+)
+# Two short clips (2 s and 3 s) from two sets, listed by absolute path: no audio is copied.
+CLIPS = (
+    ("en_librispeech", "1089-134691-0000.flac"),
+    ("en_misc", "sense_and_sensibility_01_austen_64kb-0880.wav"),
+)
+HEADER = "file\tduration_seconds\tlanguage\treference_transcript\tnotes\n"
+
+
+def _bench(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="streamcap")
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["bench", *argv])
+    code: int = args.func(args)
+    return code
+
+
+def _row(set_name: str, name: str) -> str:
+    for line in (AUDIO / set_name / "manifest.tsv").read_text(encoding="utf-8").splitlines():
+        cols = line.split("\t")
+        if cols[0] == name:
+            return "\t".join([str(AUDIO / set_name / name), cols[1], cols[2], cols[6], cols[8]])
+    raise AssertionError(f"{name} is not in the {set_name} manifest")
+
+
+def _numbers(x: Any) -> list[float]:
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return []
+    if isinstance(x, (int, float)):
+        return [float(x)]
+    if isinstance(x, dict):
+        return [n for v in x.values() for n in _numbers(v)]
+    return [n for v in x for n in _numbers(v)]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    d = tmp_path_factory.mktemp("bench")
+    (d / "manifest.tsv").write_text(HEADER + "".join(_row(*c) + "\n" for c in CLIPS),
+                                    encoding="utf-8")
+    out = d / "out"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = _bench(str(d / "manifest.tsv"), "--fast", "--idle-seconds", "3",
+                      "--no-progress", "--out", str(out))
+    return out, code, buf.getvalue()
+
+
+@pytest.mark.slow
+def test_fast_bench_writes_every_field_finite(smoke: tuple[Path, int, str]) -> None:
+    """A --fast run on two short clips writes results.json with every field present and finite."""
+    out, code, stdout = smoke
+    assert code == 0
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    for field in REQUIRED_FIELDS:
+        value = get(doc, field)
+        assert value is not None, field
+        if isinstance(value, float):
+            assert math.isfinite(value), field
+    assert all(math.isfinite(n) for n in _numbers(doc))
+    assert doc["complete"] is True and doc["mode"] == "fast"
+    assert doc["latency"]["valid"] is False and doc["cost"]["idle_valid"] is False
+    assert doc["totals"]["files"] == 2 and doc["failed"] == [] and doc["skipped"] == []
+    assert set(doc["sets"]) == {out.parent.name}  # a set is named after its manifest's folder
+    for f in doc["files"]:
+        assert f["streaming"]["text"] and f["offline"]["text"]
+        assert f["latency"]["partial"]["count"] > 0
+    # tiny.en gets these clean read sentences nearly right, streaming and offline alike.
+    assert doc["wer"]["streaming"] < 50 and doc["wer"]["offline"] < 50
+    assert doc["model"]["compute_type_effective"].startswith("int8")
+    assert "WER streaming" in stdout and "not valid: --fast" in stdout
+
+
+@pytest.mark.slow
+def test_report_and_plots_are_written(smoke: tuple[Path, int, str]) -> None:
+    """report.md and three PNG plots are written next to results.json."""
+    out, _, _ = smoke
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Targets" in md and "sense_and_sensibility_01_austen_64kb-0880.wav" in md
+    for name in ("latency_cdf.png", "wer_per_set.png", "latency_over_time.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+@pytest.mark.slow
+def test_compare_prints_two_runs_side_by_side(
+    smoke: tuple[Path, int, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--compare of a run with itself prints every headline figure with a 1.00x ratio."""
+    out, _, _ = smoke
+    res = str(out / "results.json")
+    assert _bench("--compare", res, res) == 0
+    text = capsys.readouterr().out
+    row = next(line for line in text.splitlines() if line.startswith("wer.streaming "))
+    assert row.rstrip().endswith(("1.00x", "–"))
+    assert "latency.stable.p50" in text and "cost.rtf" in text
+
+
+@pytest.mark.slow
+def test_undecodable_file_is_listed_and_results_are_kept(tmp_path: Path) -> None:
+    """A file that is not audio fails alone: results.json lists it and the command errors."""
+    bad = tmp_path / "noise.wav"
+    bad.write_bytes(b"this is not a wav file at all" * 10)
+    (tmp_path / "manifest.tsv").write_text(HEADER + f"{bad}\t1\ten\thello world\t\n",
+                                           encoding="utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(AudioError, match=r"1 file\(s\) could not be benchmarked.*noise\.wav"):
+        _bench(str(tmp_path / "manifest.tsv"), "--fast", "--idle-seconds", "0",
+               "--no-progress", "--out", str(out))
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert doc["totals"]["failed"] == 1 and "noise.wav" in doc["failed"][0]["file"]
+    assert doc["totals"]["files"] == 0
+
+
+def test_bad_arguments_fail_before_the_model_loads(tmp_path: Path) -> None:
+    """A missing manifest, unwritable --out or bad --compare file each name the culprit."""
+    with pytest.raises(ConfigError, match="no such manifest"):
+        _bench(str(tmp_path / "missing.tsv"), "--no-progress")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="--out: cannot write"):
+        _bench(str(AUDIO / "en_librispeech"), "--out", str(blocker / "sub"), "--no-progress")
+    with pytest.raises(ConfigError, match=r"not a results\.json"):
+        _bench("--compare", str(blocker), str(blocker))
+    with pytest.raises(ConfigError, match="--idle-seconds"):
+        _bench("--idle-seconds", "-1")
