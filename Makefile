@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages: PortAudio for capture; the rest are for the tests that use real programs.
-RUN_DEBS := libportaudio2 python3-venv
-TEST_DEBS := $(RUN_DEBS) pulseaudio pulseaudio-utils libasound2-plugins chromium xvfb xauth obs-studio systemd
+RUN_DEBS := libportaudio2 libasound2-plugins pulseaudio-utils python3-venv
+TEST_DEBS := $(RUN_DEBS) pulseaudio chromium xvfb xauth obs-studio systemd sox
 STAMP := $(VENV)/.installed
 
 .PHONY: run test setup setup-system lint typecheck pytest bench multilingual clean

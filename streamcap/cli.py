@@ -162,13 +162,20 @@ def _add_config(sub: Any) -> None:
 
 
 def _registrations() -> list[Callable[[Any], None]]:
-    from . import models_cli
+    """Every subcommand, each registered by the module that implements it."""
+    from . import daemon, models_cli, service
+    from .audio import devices
+    from .bench import cli as bench_cli
 
-    regs: list[Callable[[Any], None]] = [_add_transcribe, _add_config, models_cli.add_parser]
-    from .daemon import add_parser as add_run_parser
-
-    regs.append(add_run_parser)
-    return regs
+    return [
+        _add_transcribe,
+        daemon.add_parser,
+        devices.add_devices_parser,
+        models_cli.add_parser,
+        bench_cli.add_parser,
+        service.add_install_service_parser,
+        _add_config,
+    ]
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -266,12 +266,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("output.min_cue_s", "must not exceed output.max_cue_s")
     if cfg.vad.max_utterance_s > cfg.vad.buffer_s:
         raise ConfigError("vad.max_utterance_s", "must not exceed vad.buffer_s")
-    from .asr.store import check_model_language
-
-    check_model_language(cfg.asr.model, cfg.asr.language, cfg.asr.task, cfg.asr.languages)
     for i, lang in enumerate(cfg.asr.languages):
         if not (2 <= len(lang) <= 5 and lang.isalpha()):
             raise ConfigError(f"asr.languages[{i}]", f"expected a language code, got {lang!r}")
+    from .asr.store import check_model_language
+
+    check_model_language(cfg.asr.model, cfg.asr.language, cfg.asr.task, cfg.asr.languages)
     return cfg
 
 

@@ -124,6 +124,8 @@ class StreamingPolicy:
     """Turns VAD segments and hypotheses into partial and final captions."""
 
     LOW_CONFIDENCE = 0.3
+    SURE_NO_SPEECH = 0.8
+    UNSURE_LOGPROB = -0.3
 
     def __init__(self, cfg: Config, multilingual: bool = False) -> None:
         self.cfg = cfg
@@ -244,6 +246,10 @@ class StreamingPolicy:
         if hyp.no_speech_prob > self.asr.no_speech_threshold and (
             hyp.avg_logprob < self.asr.log_prob_threshold
         ):
+            return [], False
+        # The model is all but sure it heard no speech and is not confident of its words either
+        # (tones, music, breath): nothing to show.
+        if hyp.no_speech_prob > self.SURE_NO_SPEECH and hyp.avg_logprob < self.UNSURE_LOGPROB:
             return [], False
         words, looped = cut_loops(list(hyp.words), before[-30:])
         if not looped and hyp.compression_ratio > self.asr.compression_ratio_threshold:
