@@ -135,11 +135,11 @@ def test_overrides_win_and_are_validated() -> None:
     """Dotted overrides replace file values, and bad or unknown overrides are refused."""
     cfg = with_overrides(Config(), {"vad.aggressiveness": 3, "asr.beam_size": 2})
     assert cfg.vad.aggressiveness == 3 and cfg.asr.beam_size == 2
-    with pytest.raises(ConfigError, match="vad.nope"):
+    with pytest.raises(ConfigError, match=r"vad\.nope"):
         with_overrides(Config(), {"vad.nope": 1})
-    with pytest.raises(ConfigError, match="nope.x"):
+    with pytest.raises(ConfigError, match=r"nope\.x"):
         with_overrides(Config(), {"nope.x": 1})
-    with pytest.raises(ConfigError, match="asr.beam_size"):
+    with pytest.raises(ConfigError, match=r"asr\.beam_size"):
         with_overrides(Config(), {"asr.beam_size": 0})
 
 

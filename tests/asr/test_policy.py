@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -223,7 +224,7 @@ def test_forced_cut_happens_at_a_committed_word_boundary() -> None:
     assert len(fs) >= 3
     words = [norm(w.text) for f in fs for w in f.words]
     assert words == [t for t in long_script if 0.5 * long_script.index(t) + 0.4 <= 20.0]
-    for a, b in zip(fs, fs[1:]):
+    for a, b in itertools.pairwise(fs):
         assert a.end <= b.start  # cuts fall between words
 
 
