@@ -70,7 +70,8 @@ def resolve_model(name: str, model_dir: str | None = None) -> str:
         d = embedded_model_dir()
         if d is not None:
             return str(d)
-    looks_like_path = os.sep in name or name.startswith(".") or name.startswith("~")
+    # "org/name" is a hub id; a path is explicit (absolute, ./, ../, ~) or exists.
+    looks_like_path = name.startswith(("/", "./", "../", "~", ".\\"))
     p = Path(name).expanduser()
     if p.exists() or looks_like_path:
         if is_ct2_dir(p):
