@@ -71,7 +71,8 @@ class CaptionEngine:
 
     @property
     def due(self) -> bool:
-        return self.policy.next_request() is not None
+        """Whether a decode is due now (a pending final, or a partial at the cadence)."""
+        return self.policy.due()
 
     def feed(self, samples: Samples) -> list[PolicyEvent]:
         """Push audio in small chunks and decode at the configured cadence (deterministic)."""

@@ -205,6 +205,18 @@ class StreamingPolicy:
 
     # --- decoder side --------------------------------------------------------------------
 
+    def due(self) -> bool:
+        """Whether :meth:`next_request` would return a request (without building it)."""
+        if self.closing:
+            return True
+        u = self.open
+        if u is None:
+            return False
+        return (
+            self.ring.end - u.start >= self.min_first
+            and self.ring.end - u.last_decode_end >= self._interval
+        )
+
     def next_request(self) -> DecodeRequest | None:
         """The decode to run now, if any: a pending final first, else a due partial."""
         if self.closing:

@@ -60,7 +60,9 @@ def drive(
     for k in range(int(seconds * 10)):
         events += policy.on_segment(SpeechAudio(k * step, np.zeros(step, np.float32)))
         while (req := policy.next_request()) is not None:
+            assert policy.due()
             events += policy.on_hypothesis(req, source.decode(req))
+        assert not policy.due()
     if end:
         events += policy.on_segment(SpeechEnd(int(seconds * SAMPLE_RATE)))
         while (req := policy.next_request()) is not None:
