@@ -143,7 +143,7 @@ class StreamingPolicy:
         self._interval = int(cfg.asr.partial_interval_s * SAMPLE_RATE)
         self._max_len = int(cfg.vad.max_utterance_s * SAMPLE_RATE)
         self._margin = cfg.asr.commit_margin_s
-        self.min_first = int((1.0 if self.fixed_language is None else 0.3) * SAMPLE_RATE)
+        self.min_first = int((3.0 if self.fixed_language is None else 0.3) * SAMPLE_RATE)
 
     # --- VAD side ------------------------------------------------------------------------
 
