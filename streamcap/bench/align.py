@@ -2,8 +2,9 @@
 
 :func:`align` pairs two token sequences the way WER counts them (unit cost for substitution,
 insertion and deletion) and returns the pairs in order. Among alignments with the fewest edits it
-picks one with the most matches; remaining ties are broken walking back from the end, preferring
-a diagonal step, then a deletion, then an insertion, so the result is deterministic.
+picks one with the most matches; remaining ties put matches as early as possible (walking back
+from the end, a deletion, then an insertion, is preferred over a diagonal step), so a repeated
+word pairs with its first occurrence and the result is deterministic.
 
 :func:`align_prefix` aligns a *growing* hypothesis (a partial caption) against a whole reference:
 reference words after the last hypothesis word are not yet spoken, so deleting them is free.
@@ -50,19 +51,20 @@ def _backtrace(
 ) -> list[Pair]:
     d, big = table
     out: list[Pair] = []
+    # Walking back from the end, a gap is taken before a diagonal step whenever both are
+    # optimal: matches land as early as possible, as for text that grows at its end.
     while i > 0 or j > 0:
-        if i > 0 and j > 0:
-            same = ref[i - 1] == hyp[j - 1]
-            if d[i][j] == d[i - 1][j - 1] + (-1 if same else big):
-                out.append(Pair("equal" if same else "substitute", i - 1, j - 1))
-                i, j = i - 1, j - 1
-                continue
         if i > 0 and d[i][j] == d[i - 1][j] + big:
             out.append(Pair("delete", i - 1, None))
             i -= 1
             continue
-        out.append(Pair("insert", None, j - 1))
-        j -= 1
+        if j > 0 and d[i][j] == d[i][j - 1] + big:
+            out.append(Pair("insert", None, j - 1))
+            j -= 1
+            continue
+        same = ref[i - 1] == hyp[j - 1]
+        out.append(Pair("equal" if same else "substitute", i - 1, j - 1))
+        i, j = i - 1, j - 1
     out.reverse()
     return out
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import AudioError, ConfigError
 from .manifest import Clip, load_clips
-from .run import BenchRun, Progress, run_bench
+from .run import BenchRun, FileResult, Progress, run_bench
 
 DEFAULT_OUT = "bench-out"
 
@@ -99,6 +99,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    "0 to skip)")
     p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
                    help="print two runs' results side by side (with B/A ratios) and exit")
+    p.add_argument("--events", action="store_true",
+                   help="also write every streaming event with its wall time to "
+                   "DIR/events/<set>/<file>.jsonl")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_args(p)
     p.set_defaults(func=run_command)
@@ -137,7 +140,20 @@ def save(run: BenchRun, out: Path, *, plots: bool) -> dict[str, Any]:
     return doc
 
 
-def _save_partial(run: BenchRun, out: Path) -> None:
+def write_events(fr: FileResult, out: Path) -> Path:
+    """One JSON object per line: ``wall`` plus the event's own JSON form."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in fr.clip.name)
+    path = out / "events" / fr.clip.set / f"{safe}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"wall": round(te.wall, 4), **te.event.to_dict()}, ensure_ascii=False)
+             for te in fr.timeline]
+    _write_atomic(path, "".join(line + "\n" for line in lines))
+    return path
+
+
+def _save_partial(run: BenchRun, out: Path, events: bool) -> None:
+    if events and run.files:
+        write_events(run.files[-1], out)
     save(run, out, plots=False)
 
 
@@ -172,7 +188,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         run = run_bench(
             clips, cfg, realtime=args.realtime, idle_seconds=args.idle_seconds,
-            progress=progress, on_file=lambda r: _save_partial(r, out),
+            progress=progress, on_file=lambda r: _save_partial(r, out, args.events),
         )
     finally:
         progress.close()
@@ -207,8 +223,9 @@ def _print_summary(doc: dict[str, Any], out: Path) -> None:
                  f"{p('final_after_speech_end', 'p50')}"
                  + ("" if lat["valid"] else "  (not valid: --fast)"))
     c = doc["cost"]
+    idle = f"{c['cpu_idle_percent']:.2f} %" if c["idle_valid"] else "not measured in real time"
     lines.append(f"  cost: RTF {c['rtf']:.3f}  CPU streaming {c['cpu_speech_percent']:.1f} %  "
-                 f"idle {c['cpu_idle_percent']:.2f} %  peak RSS {c['peak_rss_mb']:.0f} MiB  "
+                 f"idle {idle}  peak RSS {c['peak_rss_mb']:.0f} MiB  "
                  f"model load {c['model_load_seconds']:.2f} s")
     for s in doc["skipped"][:3]:
         lines.append(f"  skipped {s['file']}: {s['reason']}")

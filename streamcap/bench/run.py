@@ -18,7 +18,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,7 @@ class FileResult:
     offline_seconds: float
     dropped_samples: int
     events: int
+    timeline: list[Any] = field(default_factory=list, repr=False)  # the TimedEvents
 
 
 @dataclass
@@ -159,14 +160,19 @@ def offline_decode(model: Any, audio: np.ndarray[Any, Any], language: str | None
 
 def _file_cfg(cfg: Config, clip: Clip, multilingual: bool) -> Config:
     if multilingual and cfg.asr.language == "auto":
-        return with_overrides(cfg, {"asr.language": clip.language})
+        return with_overrides(cfg, {"asr.language": clip.language.split("-")[0]})
     return cfg
 
 
-def skip_reason(clip: Clip, multilingual: bool, model_name: str) -> str | None:
+def skip_reason(
+    clip: Clip, multilingual: bool, model_name: str, supported: Sequence[str] = ()
+) -> str | None:
     """Why ``clip`` cannot be run with this model, or ``None``."""
-    if not multilingual and clip.language != "en" and not clip.language.startswith("en-"):
+    lang = clip.language.split("-")[0]
+    if not multilingual and lang != "en":
         return f"model {model_name!r} is English-only; file language is {clip.language!r}"
+    if multilingual and supported and lang not in supported:
+        return f"model {model_name!r} does not know language {clip.language!r}"
     return None
 
 
@@ -234,6 +240,7 @@ def bench_file(
         offline_seconds=off_s,
         dropped_samples=int(res.dropped_samples),
         events=len(res.events),
+        timeline=list(res.events),
     )
 
 
@@ -291,8 +298,9 @@ def run_bench(
     t0 = time.monotonic()
     loaded, decoder, info = load(cfg)
     run = BenchRun(realtime=realtime, cfg=cfg, model=info)
+    supported = [str(x) for x in getattr(loaded.model, "supported_languages", ())]
     for clip in clips:
-        reason = skip_reason(clip, info.multilingual, info.name)
+        reason = skip_reason(clip, info.multilingual, info.name, supported)
         if reason is not None:
             run.skipped.append((clip.key, reason))
             progress.skip_file(clip)

@@ -85,3 +85,14 @@ def test_prefix_alignment_with_extra_words_reports_insertions() -> None:
     """Hypothesis words beyond the reference are insertions, not matches."""
     pairs = align_prefix(["hello"], ["hello", "there", "friend"])
     assert _ops(pairs) == ["equal", "insert", "insert"]
+
+
+def test_growing_text_keeps_its_matches_early() -> None:
+    """A word repeated at the end of an older display pairs with its first copy, not the last."""
+    pairs = align(["more", "words", "words", "were"], ["more", "words"])
+    assert pairs == [
+        Pair("equal", 0, 0),
+        Pair("equal", 1, 1),
+        Pair("delete", 2, None),
+        Pair("delete", 3, None),
+    ]

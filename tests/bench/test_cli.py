@@ -63,7 +63,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         code = _bench(str(d / "manifest.tsv"), "--fast", "--idle-seconds", "3",
-                      "--no-progress", "--out", str(out))
+                      "--events", "--no-progress", "--out", str(out))
     return out, code, buf.getvalue()
 
 
@@ -100,6 +100,19 @@ def test_report_and_plots_are_written(smoke: tuple[Path, int, str]) -> None:
     assert "## Targets" in md and "sense_and_sensibility_01_austen_64kb-0880.wav" in md
     for name in ("latency_cdf.png", "wer_per_set.png", "latency_over_time.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+@pytest.mark.slow
+def test_events_are_saved_per_file(smoke: tuple[Path, int, str]) -> None:
+    """--events writes each file's events as JSON lines with their wall times, finals included."""
+    out, _, _ = smoke
+    files = sorted((out / "events").glob("*/*.jsonl"))
+    assert [f.stem for f in files] == sorted(Path(c[1]).name for c in CLIPS)
+    for f in files:
+        events = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines()]
+        assert {"partial", "final"} <= {e["type"] for e in events}
+        walls = [e["wall"] for e in events]
+        assert walls == sorted(walls) and all(math.isfinite(w) for w in walls)
 
 
 @pytest.mark.slow

@@ -136,3 +136,19 @@ def test_hostile_stream_is_tolerated() -> None:
     assert [w.final for w in res.words] == [2.5, 2.5]
     assert res.stability.changed_words == 1  # the orphan partial's word never reached a final
     assert len(res.utterances) == 1
+
+
+def test_dropped_unstable_repeat_does_not_count_against_the_stable_word() -> None:
+    """Dropping an unstable repeated word changes it, not the identical stable word before it."""
+    def w(text: str, end: float, stable: bool) -> Word:
+        return Word(text, end - 0.3, end, 0.9, stable)
+
+    shown = (w(" some", 1.0, True), w(" more", 1.3, True), w(" words.", 1.6, True),
+             w(" Words", 1.9, False), w(" were", 2.1, False))
+    final = shown[:3]
+    events = [
+        Timed(2.3, PartialCaption(3, 5, shown, 0.7, 2.1)),
+        Timed(2.9, FinalCaption(3, "some more words.", final, 0.7, 1.6)),
+    ]
+    st = compute(events, EN.tokens("some more words"), EN).stability
+    assert (st.changed_words, st.stable_words_changed) == (2, 0)

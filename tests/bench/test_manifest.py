@@ -101,3 +101,4 @@ def test_same_manifest_given_twice_is_read_once(tmp_path: Path) -> None:
     _audio(tmp_path)
     m = _write(tmp_path, HEADER + "a.wav\t1\ten\thello\t\n")
     assert find_manifests([m, tmp_path]) == [m]
+
