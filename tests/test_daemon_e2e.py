@@ -1,0 +1,441 @@
+"""``streamcap run`` as a real process: real model, real capture, real signals, real clients.
+
+* A private PulseAudio (``support.pulse``) with a null sink; a speech clip is played into it with
+  ``paplay`` and the daemon captures the sink's monitor through sounddevice/PortAudio. A
+  ``websockets`` client receives partials and finals; the SRT file holds the same finals.
+* The null sink is unloaded and loaded again mid-session: the daemon keeps running, reports the
+  device state, reopens the device and captions again.
+* SIGTERM while speech is ongoing (``--input file:`` for determinism): exit 0, systemd
+  notifications, and the utterance in flight is in the SRT file. SIGKILL: the SRT and WebVTT
+  files are still valid up to the last cue.
+* Bad input of every kind: one line, a non-zero exit, and no model loaded first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import pytest
+import srt
+import websockets
+import webvtt
+from whisper_normalizer.english import EnglishTextNormalizer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from support.pulse import PulseServer, private_pulse, timeout_unit, wait_until
+
+pytestmark = [pytest.mark.system, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+AUDIO = Path(os.environ.get("STREAMCAP_AUDIO", str(REPO.parent / "shared" / "audio")))
+CLIP = AUDIO / "en_librispeech" / "1089-134691-0001.flac"
+CLIP_TEXT = "FOR A FULL HOUR HE HAD PACED UP AND DOWN WAITING BUT HE COULD WAIT NO LONGER"
+JFK = AUDIO / "en_misc" / "jfk.flac"
+JFK_TEXT = ("And so, my fellow Americans, ask not what your country can do for you, ask what you "
+            "can do for your country.")
+LISTEN_RE = re.compile(r"listening on ws://([^\s/]+):(\d+)")
+
+_norm = EnglishTextNormalizer()
+
+
+def words(text: str) -> list[str]:
+    return _norm(text).split()
+
+
+def wer(ref: str, hyp: str) -> float:
+    return float(jiwer.wer(" ".join(words(ref)), " ".join(words(hyp)) or "<empty>"))
+
+
+def need(path: Path) -> Path:
+    if not path.is_file():
+        pytest.skip(f"speech clip missing: {path} (set STREAMCAP_AUDIO)")
+    return path
+
+
+# --- the daemon process -----------------------------------------------------------------------
+
+
+@dataclass
+class DaemonProc:
+    """A running ``streamcap run`` with its stdout lines collected on a thread."""
+
+    proc: subprocess.Popen[str]
+    out_dir: Path
+    stderr_path: Path
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    port: int = 0
+    pump: threading.Thread | None = None
+
+    def wait_listening(self, units: float) -> int:
+        deadline = time.monotonic() + units * timeout_unit()
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            m = LISTEN_RE.search(line)
+            if m:
+                self.port = int(m.group(2))
+                return self.port
+        raise AssertionError(f"the daemon never said where it listens; stderr:\n{self.stderr()}")
+
+    def stderr(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30 * timeout_unit())
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.pump is not None:
+            self.pump.join(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return self.proc.returncode
+
+    def files(self, suffix: str) -> list[Path]:
+        return sorted(self.out_dir.glob(f"*{suffix}"))
+
+
+def start_daemon(tmp: Path, args: list[str], env: dict[str, str] | None = None) -> DaemonProc:
+    out_dir = tmp / "captions"
+    err = tmp / "daemon.stderr"
+    with open(err, "w") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamcap.cli", "run", "--port", "0", "--output-dir",
+             str(out_dir), *args],
+            env=env if env is not None else dict(os.environ),
+            cwd=tmp,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err_file,
+            text=True,
+        )
+    d = DaemonProc(proc, out_dir, err)
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            d.lines.put(line)
+
+    d.pump = threading.Thread(target=pump, daemon=True)
+    d.pump.start()
+    return d
+
+
+def jsonl_events(d: DaemonProc) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for path in d.files(".jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(json.JSONDecodeError):  # a line being written
+                out.append(json.loads(line))
+    return out
+
+
+def srt_text(paths: list[Path]) -> str:
+    return " ".join(c.content.replace("\n", " ")
+                    for p in paths for c in srt.parse(p.read_text(encoding="utf-8")))
+
+
+class Client:
+    """A real WebSocket client that collects every message on a thread of its own."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main(port)), daemon=True)
+        self._thread.start()
+        wait_until(lambda: self._ready.is_set() or self._error is not None, 20, "the connection")
+        if self._error is not None:
+            raise self._error
+
+    async def _main(self, port: int) -> None:
+        try:
+            async with websockets.connect(f"ws://127.0.0.1:{port}/") as ws:
+                self._ready.set()
+                async for raw in ws:
+                    self.messages.append(json.loads(raw))
+                self.close_code = ws.close_code
+        except websockets.ConnectionClosed as exc:
+            self.close_code = exc.rcvd.code if exc.rcvd else None
+        except BaseException as exc:  # surfaced to the test
+            self._error = exc
+
+    def of(self, type_: str) -> list[dict[str, Any]]:
+        return [m for m in list(self.messages) if m["type"] == type_]
+
+    def join(self, units: float) -> None:
+        self._thread.join(units * timeout_unit())
+
+
+def all_spoken_finalised(c: Client, after_seq: int = 0) -> bool:
+    """Every utterance that started (after ``after_seq``) has its final."""
+    started = {m["utterance_id"] for m in c.of("vad")
+               if m["state"] == "speech_start" and m["seq"] > after_seq}
+    finals = {m["utterance_id"] for m in c.of("final") if m["seq"] > after_seq}
+    return bool(started) and started <= finals
+
+
+# --- live capture from PulseAudio -------------------------------------------------------------
+
+
+@dataclass
+class Live:
+    pa: PulseServer
+    daemon: DaemonProc
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """One daemon capturing the private PulseAudio null sink's monitor, for the whole module."""
+    need(CLIP)
+    tmp = tmp_path_factory.mktemp("live")
+    with private_pulse() as pa:
+        d = start_daemon(tmp, ["--input", "mic", "--device", pa.monitor,
+                               "--set", "server.status_interval_s=0.5",
+                               "--set", "daemon.reopen_backoff_max_s=1"], env=pa.env)
+        try:
+            d.wait_listening(90)
+            yield Live(pa, d)
+        finally:
+            d.stop()
+
+
+def test_live_capture_sends_partials_then_finals_matching_the_clip(live: Live) -> None:
+    """A clip played into the null sink is captioned live: partials, then finals whose text
+    matches the clip, and the SRT file holds the same finals."""
+    c = Client(live.daemon.port)
+    wait_until(lambda: any(m["device_state"] == "running" for m in c.of("status")), 20,
+               "capture running")
+    start_seq = max(m["seq"] for m in c.messages if "seq" in m)
+    player = live.pa.play(CLIP)
+    live.pa.wait_played(player, 30)
+    wait_until(lambda: all_spoken_finalised(c, start_seq), 30, "the finals of the clip")
+
+    finals = [m for m in c.of("final") if m["seq"] > start_seq]
+    partials = [m for m in c.of("partial") if m["seq"] > start_seq]
+    text = " ".join(f["text"] for f in finals)
+    assert wer(CLIP_TEXT, text) < 0.3, text
+    assert partials, "no partial caption before the final"
+    for f in finals:
+        own = [p for p in partials if p["utterance_id"] == f["utterance_id"]]
+        assert own and all(p["seq"] < f["seq"] for p in own)
+    assert all(0 <= f["start"] < f["end"] for f in finals)
+
+    # The SRT file (fsync-ed per cue) holds these finals, word for word.
+    n = len(words(text))
+    wait_until(lambda: words(text) == words(srt_text(live.daemon.files(".srt")))[-n:],
+               10, "the finals in the SRT file")
+
+
+def test_device_loss_is_reported_and_captioning_resumes_without_restart(live: Live) -> None:
+    """Unloading the null sink makes the device lost; after it is loaded again the daemon
+    reopens it on its own (same process) and captions the next clip."""
+    c = Client(live.daemon.port)
+    pa = live.pa
+    wait_until(lambda: any(m["device_state"] == "running" for m in c.of("status")), 20,
+               "capture running")
+    pa.unload_sink()
+    wait_until(lambda: any(m["device_state"] in ("lost", "reopening") for m in c.of("status")),
+               20, "the device loss to be reported")
+    lost_seq = min(m["seq"] for m in c.of("status") if m["device_state"] in ("lost", "reopening"))
+    assert live.daemon.proc.poll() is None
+    pa.load_sink()
+    wait_until(lambda: any(m["device_state"] == "running" and m["seq"] > lost_seq
+                           for m in c.of("status")), 30, "the device to be reopened")
+    back_seq = min(m["seq"] for m in c.of("status")
+                   if m["device_state"] == "running" and m["seq"] > lost_seq)
+    player = pa.play(CLIP)
+    pa.wait_played(player, 30)
+    wait_until(lambda: all_spoken_finalised(c, back_seq), 30, "a final after the reload")
+    text = " ".join(m["text"] for m in c.of("final") if m["seq"] > back_seq)
+    # Captioning resumed: the new finals are words of the clip (the quality bound is the
+    # previous test's; here the point is that captions come at all, in the same process).
+    got = words(text)
+    assert got and sum(w in set(words(CLIP_TEXT)) for w in got) / len(got) >= 0.6, text
+    assert live.daemon.proc.poll() is None
+    assert "device lost" in live.daemon.stderr()
+
+
+# --- signals ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[socket.socket, str]]:
+    """A real AF_UNIX datagram socket in the role of systemd's NOTIFY_SOCKET."""
+    root = Path(tempfile.mkdtemp(prefix="scn-"))
+    path = root / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.1)
+    try:
+        yield sock, str(path)
+    finally:
+        sock.close()
+        path.unlink(missing_ok=True)
+        root.rmdir()
+
+
+def drain(sock: socket.socket) -> list[str]:
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(4096).decode())
+        except TimeoutError:
+            return out
+
+
+def test_sigterm_mid_speech_exits_0_with_the_utterance_finalised(
+    tmp_path: Path, notify_socket: tuple[socket.socket, str]
+) -> None:
+    """SIGTERM while an utterance is in flight: exit 0, READY/WATCHDOG/STOPPING sent, and the
+    utterance is finalised into a valid SRT file."""
+    need(JFK)
+    sock, path = notify_socket
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
+    env.pop("WATCHDOG_PID", None)
+    d = start_daemon(tmp_path, ["--input", f"file:{JFK}"], env=env)
+    try:
+        d.wait_listening(90)
+
+        def in_flight() -> dict[str, Any] | None:
+            evs = jsonl_events(d)
+            done = {e["utterance_id"] for e in evs if e["type"] == "final"}
+            for e in evs:
+                if e["type"] == "partial" and e["utterance_id"] not in done and e["words"]:
+                    return e
+            return None
+
+        wait_until(lambda: in_flight() is not None, 30, "a partial of an unfinished utterance")
+        partial = in_flight()
+        assert partial is not None
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(30 * timeout_unit()) == 0, d.stderr()
+    finally:
+        d.stop()
+    evs = jsonl_events(d)
+    finals = {e["utterance_id"]: e for e in evs if e["type"] == "final"}
+    assert partial["utterance_id"] in finals, "the utterance in flight was not finalised"
+    final = finals[partial["utterance_id"]]
+    assert final["end"] >= partial["end"] - 0.5
+    spoken = set(words(JFK_TEXT))
+    got = words(final["text"])
+    assert got and sum(w in spoken for w in got) / len(got) >= 0.5, final["text"]
+    srts = d.files(".srt")
+    assert len(srts) == 1
+    cues = list(srt.parse(srts[0].read_text(encoding="utf-8")))
+    assert cues and words(srt_text(srts)) == words(" ".join(f["text"] for f in finals.values()))
+    msgs = drain(sock)
+    kinds = [m.split("=", 1)[0] for m in msgs]
+    assert "READY" in kinds and "STOPPING" in kinds
+    assert kinds.index("STOPPING") > kinds.index("READY")
+    assert "WATCHDOG" in kinds[kinds.index("READY"):]
+    assert "stopped cleanly" in d.stderr()
+
+
+def test_sigkill_leaves_valid_srt_and_vtt_up_to_the_last_cue(tmp_path: Path) -> None:
+    """After SIGKILL the SRT and WebVTT files parse and hold every cue written before."""
+    need(JFK)
+    d = start_daemon(tmp_path, ["--input", f"file:{JFK}", "--set", "server.enabled=false"])
+    # The listening line is not printed without a server: wait for the first cue instead.
+    try:
+        def cues() -> int:
+            files = d.files(".srt")
+            return len(list(srt.parse(files[0].read_text(encoding="utf-8")))) if files else 0
+
+        wait_until(lambda: cues() >= 1 or d.proc.poll() is not None, 90, "the first cue")
+        assert d.proc.poll() is None, d.stderr()
+        d.proc.kill()
+        d.proc.wait(10 * timeout_unit())
+    finally:
+        d.stop()
+    assert d.proc.returncode == -signal.SIGKILL
+    (srt_path,) = d.files(".srt")
+    cues_after = list(srt.parse(srt_path.read_text(encoding="utf-8")))
+    assert cues_after and all(c.content.strip() and c.start < c.end for c in cues_after)
+    assert [c.index for c in cues_after] == list(range(1, len(cues_after) + 1))
+    (vtt_path,) = d.files(".vtt")
+    vtt = webvtt.read(str(vtt_path))
+    assert len(vtt.captions) == len(cues_after)
+    # The JSON Lines file gets a final just before its cue: the cues are a prefix of the finals.
+    finals = words(" ".join(e["text"] for e in jsonl_events(d) if e["type"] == "final"))
+    in_srt = words(srt_text([srt_path]))
+    assert in_srt and finals[: len(in_srt)] == in_srt
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamcap.cli", "run", *args],
+        env=env if env is not None else dict(os.environ),
+        capture_output=True, text=True, timeout=60 * timeout_unit(), check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "culprit"),
+    [
+        (["--input", "speaker:3"], 2, "--input: unknown input 'speaker:3'"),
+        (["--input", "file:/nonexistent/talk.wav"], 3, "--input: /nonexistent/talk.wav: no such"),
+        (["--input", "file:"], 2, "'file:' needs a path"),
+        (["--port", "70000"], 2, "server.port"),
+        (["--port", "eighty"], 2, "--port: invalid int value"),
+        (["--set", "vad.aggressiveness=9"], 2, "vad.aggressiveness"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(
+    tmp_path: Path, args: list[str], code: int, culprit: str
+) -> None:
+    """Each bad flag or input spec exits non-zero with one line naming the culprit."""
+    p = run_cli(["--output-dir", str(tmp_path / "out"), *args])
+    assert p.returncode == code, p.stderr
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("streamcap")]
+    assert len(errors) == 1 and culprit in errors[0], p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_device_is_one_line_before_the_model_loads(tmp_path: Path) -> None:
+    """No such capture device: exit 4 with one line (pointing at --input file: when there is
+    no device at all), decided before the model is loaded (the bogus model is never tried)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
+    p = run_cli(["--device", "no-such-device-7f3a", "--model", str(tmp_path / "no-model"),
+                 "--output-dir", str(tmp_path / "out")], env=env)
+    assert p.returncode == 4, p.stderr
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("streamcap")]
+    assert len(errors) == 1, p.stderr
+    line = errors[0]
+    assert "no audio input device found" in line or "no input device matches" in line
+    if "no audio input device found" in line:
+        assert "--input file:" in line and "monitor" in line
+    assert "model" not in line and "loading model" not in p.stderr
+    assert not (tmp_path / "out").exists()
