@@ -42,6 +42,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -246,17 +247,29 @@ class EventWriter:
         except queue.Full:
             self.dropped += 1
 
-    def swap(self, make: Callable[[], SessionFiles | None]) -> None:
-        """Close the current files and continue in the ones ``make()`` opens (on the thread)."""
-        self._q.put(_Swap(make))
+    def swap(self, make: Callable[[], SessionFiles | None]) -> bool:
+        """Close the current files and continue in the ones ``make()`` opens (on the thread).
+
+        Never blocks; False (and nothing changes) when the writer is hopelessly behind.
+        """
+        try:
+            self._q.put_nowait(_Swap(make))
+        except queue.Full:
+            self._error("cannot switch caption files: the file writer is behind (disk stalled?)")
+            return False
+        return True
 
     def close(self, timeout: float) -> bool:
         """Write what is queued, close the files; False if that took longer than ``timeout``."""
         if not self._thread.is_alive():
             self._close_files()
             return True
-        self._q.put(None)
-        self._thread.join(timeout)
+        t0 = time.monotonic()
+        try:
+            self._q.put(None, timeout=timeout)
+        except queue.Full:
+            return False
+        self._thread.join(max(0.0, timeout - (time.monotonic() - t0)))
         return not self._thread.is_alive()
 
     def _error(self, message: str) -> None:
@@ -386,18 +399,20 @@ class Daemon:
         self._source_started = False
         self._stopping = False
         self._reloads = 0
-        self._signals: list[int] = []
+        self._reload_lock: asyncio.Lock | None = None
         self.started = False
         self.forced = False
         self.timed_out = False
         self.failure: str | None = None
-        self.device_states: list[str] = []
+        self.device_states: deque[str] = deque(maxlen=64)  # the latest capture states
         self.model_load_seconds = 0.0
         self._gate: WatchdogGate | None = None
         self._gate_reason: str | None = None
         interval = self.notifier.watchdog_interval()
         if interval is not None:
-            self._gate = WatchdogGate(interval, stall_s=max(3.0 * interval, 10.0))
+            # A worker with audio waiting and no progress for this long counts as hung (the pings
+            # stop, systemd restarts us); 10 s at least, as a long final decode is not a hang.
+            self._gate = WatchdogGate(interval, stall_s=max(interval, 10.0))
 
     # --- state ----------------------------------------------------------------------------
 
@@ -452,8 +467,10 @@ class Daemon:
 
     def handle_signal(self, sig: int = signal.SIGTERM) -> None:
         """SIGTERM/SIGINT: the first asks for a graceful shutdown, the second forces the exit."""
-        self._signals.append(int(sig))
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
         assert self._should_exit is not None and self._force is not None
         if not self._should_exit.is_set():
             log.info("%s: shutting down (finalising the utterance in flight); send it again to "
@@ -812,6 +829,12 @@ class Daemon:
         fn = self._reload_fn
         if fn is None:
             return None
+        if self._reload_lock is None:
+            self._reload_lock = asyncio.Lock()
+        async with self._reload_lock:  # two quick SIGHUPs apply one after the other
+            return await self._reload(fn)
+
+    async def _reload(self, fn: Callable[[], Config]) -> ReloadPlan | None:
         try:
             new = await _in_thread(fn, "streamcap-reload")
             plan = plan_reload(self.cfg, new)
