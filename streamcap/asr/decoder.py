@@ -160,7 +160,9 @@ class WhisperDecoder:
         language = req.language or "en"
         lang_prob = 1.0
         if self.multilingual and req.language is None:
-            language, lang_prob = self._detect(enc)
+            # Detection is trained on 30 s windows: use full context for it even when the pass
+            # itself is short (only until the policy locks the utterance's language).
+            language, lang_prob = self._detect(enc) if full else self.detect_language(req.audio)
         tok = self._tokenizer(language, req.task)
 
         prompt: list[int] = []

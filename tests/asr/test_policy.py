@@ -273,3 +273,21 @@ def test_final_never_loses_committed_words_when_final_pass_is_empty(agreement: i
     (final,) = finals(events)
     last_partial = partials(events)[-1]
     assert [w.text for w in final.words] == [w.text for w in last_partial.words]
+
+
+@pytest.mark.parametrize(("probability", "first_at"), [(0.99, 1.0), (0.5, 3.0)])
+def test_auto_language_locks_when_confident_or_after_three_seconds(
+    probability: float, first_at: float
+) -> None:
+    """In auto mode nothing is shown until the language is confidently known, or 3 s have passed."""
+    src = Scripted(truthful, language_probability=probability)
+    src.hyp["language"] = "de"  # type: ignore[assignment]
+    policy = StreamingPolicy(cfg(), multilingual=True)
+    events = drive(policy, src, 6.0)
+    first = partials(events)[0]
+    first_req = src.requests[0]
+    assert first_req.language is None
+    assert first.end <= first_at + 0.5 and first.words[-1].end > first_at - 1.0
+    assert all(p.language == "de" for p in partials(events))
+    later = [r for r in src.requests if r.offset + len(r.audio) / SAMPLE_RATE > first_at + 0.5]
+    assert later and all(r.language == "de" for r in later)
