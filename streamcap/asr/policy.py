@@ -326,7 +326,7 @@ class StreamingPolicy:
             else:
                 for old in list(u.history)[-needed:]:
                     n_agree = min(n_agree, lcp(keys, old))
-        limit = hyp.audio_end - self._margin
+        limit = -1.0 if req.task == "translate" else hyp.audio_end - self._margin
         commit = 0
         while commit < n_agree and words[commit].end <= limit:
             commit += 1
