@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -13,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from streamcap.bench.cli import add_parser
 from streamcap.bench.report import REQUIRED_FIELDS, get
-from streamcap.errors import AudioError, ConfigError
+from streamcap.cli import main
 
 AUDIO = Path(
     os.environ.get("STREAMCAP_AUDIO", Path(__file__).resolve().parents[3] / "shared" / "audio")
@@ -29,11 +27,8 @@ HEADER = "file\tduration_seconds\tlanguage\treference_transcript\tnotes\n"
 
 
 def _bench(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="streamcap")
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["bench", *argv])
-    code: int = args.func(args)
-    return code
+    """``streamcap bench ARGV``, through the real command (errors become exit codes)."""
+    return main(["bench", *argv])
 
 
 def _row(set_name: str, name: str) -> str:
@@ -130,30 +125,38 @@ def test_compare_prints_two_runs_side_by_side(
 
 
 @pytest.mark.slow
-def test_undecodable_file_is_listed_and_results_are_kept(tmp_path: Path) -> None:
-    """A file that is not audio fails alone: results.json lists it and the command errors."""
+def test_undecodable_file_is_listed_and_results_are_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file that is not audio fails alone: results.json lists it and the command exits 3."""
     bad = tmp_path / "noise.wav"
     bad.write_bytes(b"this is not a wav file at all" * 10)
     (tmp_path / "manifest.tsv").write_text(HEADER + f"{bad}\t1\ten\thello world\t\n",
                                            encoding="utf-8")
     out = tmp_path / "out"
-    with pytest.raises(AudioError, match=r"1 file\(s\) could not be benchmarked.*noise\.wav"):
-        _bench(str(tmp_path / "manifest.tsv"), "--fast", "--idle-seconds", "0",
-               "--no-progress", "--out", str(out))
+    code = _bench(str(tmp_path / "manifest.tsv"), "--fast", "--idle-seconds", "0",
+                  "--no-progress", "--out", str(out))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert "1 file(s) could not be benchmarked" in err[-1] and "noise.wav" in err[-1]
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert doc["totals"]["failed"] == 1 and "noise.wav" in doc["failed"][0]["file"]
     assert doc["totals"]["files"] == 0
 
 
-def test_bad_arguments_fail_before_the_model_loads(tmp_path: Path) -> None:
-    """A missing manifest, unwritable --out or bad --compare file each name the culprit."""
-    with pytest.raises(ConfigError, match="no such manifest"):
-        _bench(str(tmp_path / "missing.tsv"), "--no-progress")
+def test_bad_arguments_fail_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing manifest, unwritable --out or bad --compare file each get one line and code 2."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(ConfigError, match="--out: cannot write"):
-        _bench(str(AUDIO / "en_librispeech"), "--out", str(blocker / "sub"), "--no-progress")
-    with pytest.raises(ConfigError, match=r"not a results\.json"):
-        _bench("--compare", str(blocker), str(blocker))
-    with pytest.raises(ConfigError, match="--idle-seconds"):
-        _bench("--idle-seconds", "-1")
+    cases = [
+        ((str(tmp_path / "missing.tsv"),), "missing.tsv: no such manifest"),
+        ((str(AUDIO / "en_librispeech"), "--out", str(blocker / "sub")), "--out: cannot write"),
+        (("--compare", str(blocker), str(blocker)), "not a results.json"),
+        (("--idle-seconds", "-1"), "--idle-seconds: expected 0..3600"),
+    ]
+    for argv, culprit in cases:
+        assert _bench(*argv, "--no-progress") == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and culprit in err[0], (argv, err)
