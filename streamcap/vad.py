@@ -11,6 +11,7 @@ memory is allocated once and does not grow with the session.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -20,6 +21,10 @@ import webrtcvad
 from .audio.reframe import Samples
 from .config import VadConfig
 from .events import SAMPLE_RATE
+
+# Silence after which the VAD reports a pause; it is also the trailing silence a final pass
+# hears after the last voiced frame (Whisper finishes words better when it hears the end).
+PAUSE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -38,19 +43,37 @@ class SpeechAudio:
 
 
 @dataclass(frozen=True)
+class SpeechPause:
+    """Speech has paused for ``pause_s``; ``sample`` is the end of the last voiced frame.
+
+    The utterance may still go on (then no :class:`SpeechEnd` follows this pause); consumers use
+    it to start work that the end would need, such as a speculative final decode.
+    """
+
+    sample: int
+
+
+@dataclass(frozen=True)
+class SpeechResume:
+    """Speech went on after a :class:`SpeechPause` (at absolute ``sample``)."""
+
+    sample: int
+
+
+@dataclass(frozen=True)
 class SpeechEnd:
     """Speech ended; ``sample`` is the end of the last voiced frame."""
 
     sample: int
 
 
-Segment = SpeechStart | SpeechAudio | SpeechEnd
+Segment = SpeechStart | SpeechAudio | SpeechPause | SpeechResume | SpeechEnd
 
 
 class VadSegmenter:
     """webrtcvad-based speech gate driven by ``feed(samples)``."""
 
-    def __init__(self, cfg: VadConfig, frame_ms: int = 30) -> None:
+    def __init__(self, cfg: VadConfig, frame_ms: int = 30, pause_s: float = PAUSE_S) -> None:
         if frame_ms not in (10, 20, 30):
             raise ValueError("frame_ms must be 10, 20 or 30")
         self.cfg = cfg
@@ -66,6 +89,8 @@ class VadSegmenter:
         self._silence_run = 0
         self._last_voiced_end = 0
         self._end_frames = max(1, round(cfg.end_silence_s * SAMPLE_RATE / self.frame))
+        pause = max(1, math.ceil(pause_s * SAMPLE_RATE / self.frame))
+        self._pause_frames = pause if pause < self._end_frames else 0
 
     @property
     def in_speech(self) -> bool:
@@ -113,10 +138,14 @@ class VadSegmenter:
             else:
                 out.append(SpeechAudio(start, frame))
                 if voiced:
+                    if self._pause_frames and self._silence_run >= self._pause_frames:
+                        out.append(SpeechResume(start))
                     self._silence_run = 0
                     self._last_voiced_end = self._pos
                 else:
                     self._silence_run += 1
+                    if self._silence_run == self._pause_frames:
+                        out.append(SpeechPause(self._last_voiced_end))
                     if self._silence_run >= self._end_frames:
                         self._in_speech = False
                         out.append(SpeechEnd(self._last_voiced_end))

@@ -43,6 +43,7 @@ class DecodeRequest:
     final: bool = False
     language: str | None = None
     task: str = "transcribe"
+    speculative: bool = False  # a final pass made during a pause, kept if the utterance ends
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,16 @@ from ..events import (
     Word,
     join_words,
 )
-from ..vad import RingBuffer, Segment, SpeechAudio, SpeechEnd, SpeechStart
+from ..vad import (
+    PAUSE_S,
+    RingBuffer,
+    Segment,
+    SpeechAudio,
+    SpeechEnd,
+    SpeechPause,
+    SpeechResume,
+    SpeechStart,
+)
 from .decoder import DecodeRequest, Hypothesis
 
 PolicyEvent = PartialCaption | FinalCaption | VadEvent
@@ -117,6 +126,8 @@ class _Utterance:
     language_probability: float = 1.0
     end: int | None = None
     audio: np.ndarray | None = None  # copied when the utterance closes
+    pause_end: int | None = None  # while paused: where a final pass would end its audio
+    spec: tuple[int, int, Hypothesis] | None = None  # (audio end, committed count, final pass)
     shown: tuple[tuple[str, bool], ...] = ()
 
 
@@ -146,6 +157,8 @@ class StreamingPolicy:
         self._margin = cfg.asr.commit_margin_s
         # Language detection (auto mode) needs audio: a confident guess may lock the language
         # after 1 s; otherwise it is locked at 3 s (base: 9/19 clips right at 1 s, 18/19 at 3 s).
+        # Trailing silence kept for the final pass (the VAD reports a pause after as much).
+        self._tail_keep = int(PAUSE_S * SAMPLE_RATE)
         self.min_first = int((1.0 if self.fixed_language is None else 0.3) * SAMPLE_RATE)
         self._lock_after = int(3.0 * SAMPLE_RATE)
 
@@ -170,6 +183,12 @@ class StreamingPolicy:
             self.ring.append(seg.sample, seg.samples)
             if self.ring.end - self.open.start >= self._max_len:
                 out += self._forced_cut(self.open)
+        elif isinstance(seg, SpeechPause) and self.open is not None:
+            self.open.pause_end = seg.sample + self._tail_keep
+            self.open.spec = None
+        elif isinstance(seg, SpeechResume) and self.open is not None:
+            self.open.pause_end = None
+            self.open.spec = None
         elif isinstance(seg, SpeechEnd) and self.open is not None:
             u = self.open
             out.append(VadEvent("speech_end", seg.sample / SAMPLE_RATE, u.id))
@@ -177,12 +196,12 @@ class StreamingPolicy:
         return out
 
     def _close(self, u: _Utterance, end: int) -> list[PolicyEvent]:
-        # Keep a little of the trailing silence: Whisper finishes words better when it hears
-        # the end of speech.
-        tail_keep = int(0.3 * SAMPLE_RATE)
-        u.end = min(self.ring.end, end + tail_keep)
-        u.audio = self.ring.get(u.start, u.end)
+        u.end = min(self.ring.end, end + self._tail_keep)
         self.open = None
+        if u.spec is not None and u.spec[0] == u.end and u.spec[1] == len(u.committed):
+            # The final pass already ran during the pause, on exactly this audio.
+            return self._finalise(u, u.spec[2])
+        u.audio = self.ring.get(u.start, u.end)
         if len(u.audio) == 0 and not u.committed:
             return []
         self.closing.append(u)
@@ -216,6 +235,8 @@ class StreamingPolicy:
         u = self.open
         if u is None:
             return False
+        if u.pause_end is not None:
+            return u.spec is None and self.ring.end >= u.pause_end
         return (
             self.ring.end - u.start >= self.min_first
             and self.ring.end - u.last_decode_end >= self._interval
@@ -239,6 +260,20 @@ class StreamingPolicy:
         if cur is None:
             return None
         u = cur
+        if u.pause_end is not None:
+            # Paused: no partials (the audio is silence); one speculative final pass instead.
+            if u.spec is not None or self.ring.end < u.pause_end:
+                return None
+            return DecodeRequest(
+                audio=self.ring.get(u.start, u.pause_end),
+                offset=u.start / SAMPLE_RATE,
+                prefix=tuple(u.committed),
+                context=self._context_text(),
+                final=True,
+                language=u.language or self.fixed_language,
+                task=self.asr.task,
+                speculative=True,
+            )
         have = self.ring.end - u.start
         if have < self.min_first or self.ring.end - u.last_decode_end < self._interval:
             return None
@@ -287,19 +322,37 @@ class StreamingPolicy:
         return fixed, looped
 
     def on_hypothesis(self, req: DecodeRequest, hyp: Hypothesis) -> list[PolicyEvent]:
+        if req.speculative:
+            cur = self.open
+            end = round((req.offset + len(req.audio) / SAMPLE_RATE) * SAMPLE_RATE)
+            if (
+                cur is not None
+                and cur.pause_end == end
+                and req.offset == cur.start / SAMPLE_RATE
+                and len(req.prefix) == len(cur.committed)
+            ):
+                cur.spec = (end, len(cur.committed), hyp)
+            return []
         if req.final:
-            u = self.closing.popleft()
-            if u.language is None:
-                u.language, u.language_probability = hyp.language, hyp.language_probability
-            after = u.committed[-1].end if u.committed else u.start / SAMPLE_RATE
-            words, looped = self._clean(hyp, after, u.committed)
-            if looped or not words:
-                # The final pass went wrong: keep what the last partial pass saw instead.
-                fallback, tail_looped = cut_loops(u.tail, u.committed[-30:])
-                if len(fallback) > len(words):
-                    words, looped = fallback, looped or tail_looped
-            final = self._final_event(u, u.committed + words, looped=looped)
-            return [final] if final else []
+            return self._finalise(self.closing.popleft(), hyp)
+        return self._partial(req, hyp)
+
+    def _finalise(self, u: _Utterance, hyp: Hypothesis) -> list[PolicyEvent]:
+        """Turn the final pass of a closed utterance into its final caption."""
+        if u.language is None:
+            u.language, u.language_probability = hyp.language, hyp.language_probability
+        after = u.committed[-1].end if u.committed else u.start / SAMPLE_RATE
+        words, looped = self._clean(hyp, after, u.committed)
+        if looped or not words:
+            # The final pass went wrong: keep what the last partial pass saw instead.
+            fallback, tail_looped = cut_loops(u.tail, u.committed[-30:])
+            if len(fallback) > len(words):
+                words, looped = fallback, looped or tail_looped
+        final = self._final_event(u, u.committed + words, looped=looped)
+        return [final] if final else []
+
+    def _partial(self, req: DecodeRequest, hyp: Hypothesis) -> list[PolicyEvent]:
+        """Apply a partial pass: agreement, commits, and the partial caption."""
         cur = self.open
         if (
             cur is None

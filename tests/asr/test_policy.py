@@ -12,7 +12,7 @@ from streamcap.asr.decoder import DecodeRequest, Hypothesis
 from streamcap.asr.policy import StreamingPolicy, cut_loops, norm
 from streamcap.config import Config, from_dict
 from streamcap.events import SAMPLE_RATE, FinalCaption, PartialCaption, VadEvent, Word
-from streamcap.vad import SpeechAudio, SpeechEnd, SpeechStart
+from streamcap.vad import PAUSE_S, SpeechAudio, SpeechEnd, SpeechPause, SpeechResume, SpeechStart
 
 # A scripted "speaker": word i is spoken from 0.5*i to 0.5*i + 0.4 seconds.
 SCRIPT = "the quick brown fox jumps over the lazy dog and then it runs away".split()
@@ -291,3 +291,57 @@ def test_auto_language_locks_when_confident_or_after_three_seconds(
     assert all(p.language == "de" for p in partials(events))
     later = [r for r in src.requests if r.offset + len(r.audio) / SAMPLE_RATE > first_at + 0.5]
     assert later and all(r.language == "de" for r in later)
+
+
+def test_final_pass_runs_during_the_pause_and_is_used_at_the_end() -> None:
+    """After a pause the final pass runs at once; when speech ends, the final needs no decode."""
+    policy = StreamingPolicy(cfg())
+    src = Scripted(truthful)
+    step = SAMPLE_RATE // 10
+    policy.on_segment(SpeechStart(0))
+    for k in range(20):
+        policy.on_segment(SpeechAudio(k * step, np.zeros(step, np.float32)))
+        while (req := policy.next_request()) is not None:
+            policy.on_hypothesis(req, src.decode(req))
+    # Silence: the VAD reports a pause at the end of the last voiced frame (2.0 s) ...
+    policy.on_segment(SpeechPause(2 * SAMPLE_RATE))
+    for k in range(20, 23):
+        policy.on_segment(SpeechAudio(k * step, np.zeros(step, np.float32)))
+    req = policy.next_request()
+    assert req is not None and req.final and req.speculative
+    assert len(req.audio) == int((2.0 + PAUSE_S) * SAMPLE_RATE)  # speech + trailing silence
+    assert policy.on_hypothesis(req, src.decode(req)) == []
+    assert policy.next_request() is None  # no partials over the silence
+    n = len(src.requests)
+    # ... and the end confirms it: the final comes out of on_segment with no further decode.
+    events = policy.on_segment(SpeechEnd(2 * SAMPLE_RATE))
+    (final,) = finals(events)
+    assert len(src.requests) == n and policy.next_request() is None
+    assert [norm(w.text) for w in final.words] == SCRIPT[:4]
+
+
+def test_speech_resuming_after_a_pause_discards_the_early_final() -> None:
+    """If speech goes on after a pause, the speculative pass is dropped and decoding resumes."""
+    policy = StreamingPolicy(cfg())
+    src = Scripted(truthful)
+    step = SAMPLE_RATE // 10
+    policy.on_segment(SpeechStart(0))
+    for k in range(20):
+        policy.on_segment(SpeechAudio(k * step, np.zeros(step, np.float32)))
+    policy.on_segment(SpeechPause(2 * SAMPLE_RATE))
+    for k in range(20, 23):
+        policy.on_segment(SpeechAudio(k * step, np.zeros(step, np.float32)))
+    while (req := policy.next_request()) is not None:
+        policy.on_hypothesis(req, src.decode(req))
+    policy.on_segment(SpeechResume(int(2.3 * SAMPLE_RATE)))
+    for k in range(23, 60):
+        policy.on_segment(SpeechAudio(k * step, np.zeros(step, np.float32)))
+        while (req := policy.next_request()) is not None:
+            assert not req.speculative
+            policy.on_hypothesis(req, src.decode(req))
+    events = policy.on_segment(SpeechEnd(6 * SAMPLE_RATE))
+    assert finals(events) == []  # no early final matches: the final pass is queued
+    req = policy.next_request()
+    assert req is not None and req.final and not req.speculative
+    (final,) = finals(policy.on_hypothesis(req, src.decode(req)))
+    assert [norm(w.text) for w in final.words] == SCRIPT[:12]
