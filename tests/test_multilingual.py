@@ -136,7 +136,8 @@ def test_detected_language_matches_the_manifest_for_a_clear_majority(
         assert got, f"{row['file']}: no final caption"
         if got != {row["language"]}:
             wrong.append(f"{row['file']}: {row['language']} -> {sorted(got)}")
-    # Known miss: cheetah_test_es.wav (4.1 s; base itself is unsure even offline, p ~0.3-0.5).
+    # Measured: 10 of 10 (docs/multilingual.md). The likeliest miss is cheetah_test_es.wav:
+    # 4.1 s, and base itself is unsure of it even offline (p 0.34).
     assert len(wrong) <= 2, wrong
 
 
@@ -181,14 +182,15 @@ def test_streaming_wer_and_cer_stay_within_bounds_from_offline_decoding(
             wer_refs.append(normalise(row["language"], row["reference_transcript"]))
             wer_hyps.append(normalise(row["language"], hyp))
     assert len(cer_refs) == 2 and len(wer_refs) == 8
-    # Offline (faster-whisper transcribe, beam 5, language auto) on these clips: WER 0.20
-    # (15/74 words, 9 of them the cheetah_es clip base cannot decode), CER 0.32 (7/22, mostly
-    # traditional characters for a simplified reference). Streaming may lose a little to its
-    # short-context partial passes: allow 0.10 WER and 0.13 CER above offline.
+    # Offline (faster-whisper transcribe, beam 5, language auto) on these clips: WER 0.21 (15 of
+    # 73 words, 9 of them the cheetah_es clip base cannot decode), CER 0.25 (8 of 32 characters,
+    # 6 of them the zh clip written in traditional characters against a simplified reference).
+    # Streaming may lose a little to its short-context partial passes: allow about 6 more word
+    # errors (WER 0.30) and 4 more character errors (CER 0.40) than offline.
     wer = float(jiwer.wer(wer_refs, wer_hyps))
     cer = error_rate("zh", cer_refs, cer_hyps)
     assert wer <= 0.30, wer
-    assert cer <= 0.45, cer
+    assert cer <= 0.40, cer
 
 
 def test_cjk_finals_become_valid_utf8_subtitles_broken_by_characters(
