@@ -256,6 +256,20 @@ def _get(cfg: Any, path: str) -> Any:
     return cfg
 
 
+# The language codes Whisper knows (faster_whisper.tokenizer._LANGUAGE_CODES, copied so that
+# loading a config does not import faster-whisper; tests/test_config.py keeps them equal).
+WHISPER_LANGUAGES = frozenset(
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw "
+    "he hi hr ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my "
+    "ne nl nn no oc pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt "
+    "uk ur uz vi yi yo zh yue".split()
+)
+
+
+def _unknown_language(code: str) -> str:
+    return f"unknown language code {code!r} (Whisper knows: {', '.join(sorted(WHISPER_LANGUAGES))})"
+
+
 def validate(cfg: Config) -> Config:
     """Apply the range rules and the rules that relate keys to each other."""
     for path, ok, message in _RULES:
@@ -266,9 +280,11 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("output.min_cue_s", "must not exceed output.max_cue_s")
     if cfg.vad.max_utterance_s > cfg.vad.buffer_s:
         raise ConfigError("vad.max_utterance_s", "must not exceed vad.buffer_s")
+    if cfg.asr.language != "auto" and cfg.asr.language not in WHISPER_LANGUAGES:
+        raise ConfigError("asr.language", _unknown_language(cfg.asr.language))
     for i, lang in enumerate(cfg.asr.languages):
-        if not (2 <= len(lang) <= 5 and lang.isalpha()):
-            raise ConfigError(f"asr.languages[{i}]", f"expected a language code, got {lang!r}")
+        if lang not in WHISPER_LANGUAGES:
+            raise ConfigError(f"asr.languages[{i}]", _unknown_language(lang))
     from .asr.store import check_model_language
 
     check_model_language(cfg.asr.model, cfg.asr.language, cfg.asr.task, cfg.asr.languages)

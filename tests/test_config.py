@@ -65,6 +65,8 @@ def test_values_are_loaded_and_typed(tmp_path: Path) -> None:
         ({"asr": {"languages": "en"}}, "asr.languages", "a list of"),
         ({"asr": {"languages": ["en", 3]}}, "asr.languages[1]", "expected a string"),
         ({"asr": {"languages": ["english!"]}}, "asr.languages[0]", "language code"),
+        ({"asr": {"model": "base", "language": "xx"}}, "asr.language", "unknown language"),
+        ({"asr": {"model": "base", "languages": ["en", "zz"]}}, "asr.languages[1]", "unknown"),
         ({"audio": {"device": 1.5}}, "audio.device", "expected"),
         ({"output": {"min_cue_s": 8.0}}, "output.min_cue_s", "must not exceed"),
         ({"vad": {"max_utterance_s": 20.0, "buffer_s": 10.0}}, "vad.max_utterance_s", "exceed"),
@@ -185,3 +187,10 @@ def test_bad_cli_arguments_are_one_line_exit_2(capsys: pytest.CaptureFixture[str
         main(["transcribe", "--no-such-flag", "x.wav"])
     assert info.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_known_language_codes_match_faster_whisper() -> None:
+    """The copied list of Whisper language codes equals faster-whisper's own."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    assert set(_LANGUAGE_CODES) == config.WHISPER_LANGUAGES

@@ -317,12 +317,6 @@ def test_empty_and_silent_audio_give_no_captions_in_auto_mode(
 @pytest.mark.parametrize(
     "override", [{"language": "xx"}, {"languages": ["de", "zz"]}], ids=["language", "languages"]
 )
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="config.py checks only the shape of a language code; the first decode then raises a "
-    "bare ValueError (fix proposed in docs/multilingual.md)",
-)
 def test_unknown_language_code_is_a_config_error_naming_the_key(
     model_dir: Path, override: dict[str, Any]
 ) -> None:

@@ -44,6 +44,9 @@ class DecodeRequest:
     language: str | None = None
     task: str = "transcribe"
     speculative: bool = False  # a final pass made during a pause, kept if the utterance ends
+    # With language=None: if detection is less sure than this, return the language only (no
+    # words): the policy would throw the words away anyway.
+    min_language_probability: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,11 @@ class WhisperDecoder:
             # Detection is trained on 30 s windows: use full context for it even when the pass
             # itself is short (only until the policy locks the utterance's language).
             language, lang_prob = self._detect(enc) if full else self.detect_language(req.audio)
+            if lang_prob < req.min_language_probability:
+                return Hypothesis(
+                    words=(), language=language, language_probability=lang_prob,
+                    audio_end=audio_end,
+                )
         tok = self._tokenizer(language, req.task)
 
         prompt: list[int] = []
@@ -174,7 +182,9 @@ class WhisperDecoder:
         prompt += list(tok.sot_sequence)
         prompt.append(tok.no_timestamps)
         prefix_text = "".join(w.text for w in req.prefix).strip()
-        prefix_tokens: list[int] = tok.encode(" " + prefix_text) if prefix_text else []
+        # Scripts written without spaces must not get one before the forced prefix.
+        lead = "" if language in ("zh", "ja", "yue", "th", "lo", "my") else " "
+        prefix_tokens: list[int] = tok.encode(lead + prefix_text) if prefix_text else []
         prefix_tokens = prefix_tokens[-200:]
         prompt += prefix_tokens
 

@@ -277,14 +277,18 @@ class StreamingPolicy:
         have = self.ring.end - u.start
         if have < self.min_first or self.ring.end - u.last_decode_end < self._interval:
             return None
+        language = u.language or self.fixed_language
         return DecodeRequest(
             audio=self.ring.get(u.start),
             offset=u.start / SAMPLE_RATE,
             prefix=tuple(u.committed),
             context=self._context_text(),
             final=False,
-            language=u.language or self.fixed_language,
+            language=language,
             task=self.asr.task,
+            min_language_probability=(
+                self.CONFIDENT_LANGUAGE if language is None and have < self._lock_after else 0.0
+            ),
         )
 
     def _context_text(self) -> str:
