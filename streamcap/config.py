@@ -61,7 +61,7 @@ class AsrConfig:
     partial_interval_s: float = 0.4
     partial_context: Literal["short", "full"] = "short"
     final_context: Literal["short", "full"] = "full"
-    agreement: int = 2
+    agreement: int = 3
     commit_margin_s: float = 0.3
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
