@@ -31,7 +31,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="asr.model: tiny.en, base, small, a CTranslate2 dir, a hub name")
     p.add_argument("--language", help="asr.language: auto or a code such as en")
     p.add_argument("--task", choices=["transcribe", "translate"], help="asr.task")
-    p.add_argument("--device", dest="asr_device", help="asr.device: auto, cpu or cuda")
+    p.add_argument("--asr-device", dest="asr_device", help="asr.device: auto, cpu or cuda")
     p.add_argument("--compute-type", help="asr.compute_type, e.g. int8, float16")
     p.add_argument(
         "--set",

@@ -175,22 +175,12 @@ def retune_engine(engine: CaptionEngine, cfg: Config) -> None:
     """
     vad_live = {k: getattr(cfg.vad, k) for k in VAD_LIVE}
     asr_live = {k: getattr(cfg.asr, k) for k in ASR_LIVE}
-    vad = engine.vad
-    vad.cfg = dataclasses.replace(vad.cfg, **vad_live)
-    vad._vad.set_mode(cfg.vad.aggressiveness)
-    vad._end_frames = max(1, round(cfg.vad.end_silence_s * SAMPLE_RATE / vad.frame))
-    policy = engine.policy
-    policy.asr = dataclasses.replace(policy.asr, **asr_live)
-    policy._interval = int(cfg.asr.partial_interval_s * SAMPLE_RATE)
-    policy._margin = cfg.asr.commit_margin_s
-    policy._max_len = int(cfg.vad.max_utterance_s * SAMPLE_RATE)
-    dec_cfg = getattr(engine.decoder, "cfg", None)
-    if isinstance(dec_cfg, config_mod.AsrConfig):
-        engine.decoder.cfg = dataclasses.replace(dec_cfg, **asr_live)  # type: ignore[attr-defined]
-    engine.cfg = dataclasses.replace(
-        engine.cfg,
-        vad=dataclasses.replace(engine.cfg.vad, **vad_live),
-        asr=dataclasses.replace(engine.cfg.asr, **asr_live),
+    engine.retune(
+        dataclasses.replace(
+            engine.cfg,
+            vad=dataclasses.replace(engine.cfg.vad, **vad_live),
+            asr=dataclasses.replace(engine.cfg.asr, **asr_live),
+        )
     )
 
 
@@ -927,7 +917,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> None:
-    """Register ``streamcap run`` (``--device`` names the audio input here; see --asr-device)."""
+    """Register ``streamcap run`` (``--device``: the audio input; ``--asr-device``: the ASR)."""
     from .cli import add_config_args
 
     p: argparse.ArgumentParser = subparsers.add_parser(
@@ -936,7 +926,6 @@ def add_parser(subparsers: Any) -> None:
         description="Caption live audio: capture from a microphone, a monitor source, a file "
         "paced at real time or stdin; serve captions over WebSocket and write SRT/WebVTT/JSONL. "
         "Flags override the configuration file. SIGTERM/SIGINT stop gracefully, SIGHUP reloads.",
-        conflict_handler="resolve",
     )
     add_config_args(p)
     p.add_argument("--input", metavar="SPEC",
@@ -945,8 +934,6 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--device", dest="audio_device", metavar="NAME",
                    help="audio.device: capture device, a name substring or an index (see "
                    "`streamcap devices`), e.g. a monitor source NAME.monitor")
-    p.add_argument("--asr-device", dest="asr_device", metavar="DEV",
-                   help="asr.device: auto, cpu or cuda")
     p.add_argument("--host", help="server.host: address to listen on")
     p.add_argument("--port", type=int, help="server.port: port to listen on (0: any free port)")
     p.add_argument("--output-dir", metavar="DIR", help="output.dir: where caption files go")

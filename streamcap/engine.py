@@ -31,6 +31,20 @@ class CaptionEngine:
         self.samples_in = 0
         self._chunk = max(self.vad.frame, int(0.05 * SAMPLE_RATE))
 
+    def retune(self, cfg: Config) -> None:
+        """Apply a new configuration's thresholds to the running engine.
+
+        The model, the language settings and the ring-buffer size stay as they are (changing
+        them needs a restart); VAD thresholds, cadence, agreement, margins, hallucination
+        thresholds, beam size and prompts take effect at once.
+        """
+        self.cfg = cfg
+        self.vad.retune(cfg.vad)
+        self.policy.retune(cfg)
+        retune = getattr(self.decoder, "retune", None)
+        if retune is not None:
+            retune(cfg.asr)
+
     @property
     def audio_time(self) -> float:
         """Stream seconds of audio consumed so far."""

@@ -92,6 +92,16 @@ class VadSegmenter:
         pause = max(1, math.ceil(pause_s * SAMPLE_RATE / self.frame))
         self._pause_frames = pause if pause < self._end_frames else 0
 
+    def retune(self, cfg: VadConfig) -> None:
+        """Apply new thresholds to a running segmenter (the open utterance carries on)."""
+        self.cfg = cfg
+        self._vad.set_mode(cfg.aggressiveness)
+        preroll_frames = max(1, round(cfg.preroll_s * SAMPLE_RATE / self.frame))
+        self._preroll = deque(self._preroll, maxlen=preroll_frames)
+        self._end_frames = max(1, round(cfg.end_silence_s * SAMPLE_RATE / self.frame))
+        pause = max(1, math.ceil(PAUSE_S * SAMPLE_RATE / self.frame))
+        self._pause_frames = pause if pause < self._end_frames else 0
+
     @property
     def in_speech(self) -> bool:
         return self._in_speech

@@ -99,6 +99,10 @@ class WhisperDecoder:
     def multilingual(self) -> bool:
         return bool(self._ct2.is_multilingual)
 
+    def retune(self, cfg: AsrConfig) -> None:
+        """Use new decoding settings (beam, prompts, contexts) from the next pass on."""
+        self.cfg = cfg
+
     def _tokenizer(self, language: str, task: str) -> Any:
         key = (language, task)
         tok = self._tokenizers.get(key)

@@ -162,6 +162,14 @@ class StreamingPolicy:
         self.min_first = int((1.0 if self.fixed_language is None else 0.3) * SAMPLE_RATE)
         self._lock_after = int(3.0 * SAMPLE_RATE)
 
+    def retune(self, cfg: Config) -> None:
+        """Apply new thresholds and cadence (e.g. on SIGHUP); utterances in flight carry on."""
+        self.cfg = cfg
+        self.asr = cfg.asr
+        self._interval = int(cfg.asr.partial_interval_s * SAMPLE_RATE)
+        self._max_len = int(cfg.vad.max_utterance_s * SAMPLE_RATE)
+        self._margin = cfg.asr.commit_margin_s
+
     # --- VAD side ------------------------------------------------------------------------
 
     def _new_utterance(self, start: int) -> _Utterance:
