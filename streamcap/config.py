@@ -58,6 +58,7 @@ class AsrConfig:
     initial_prompt: str | None = None
     hotwords: str | None = None
     beam_size: int = 5
+    partial_beam_size: int = 1
     partial_interval_s: float = 0.4
     partial_context: Literal["short", "full"] = "short"
     final_context: Literal["short", "full"] = "full"
@@ -140,6 +141,7 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("vad.min_speech_s", lambda v: 0 <= v <= 5, "expected 0..5"),
     ("asr.cpu_threads", lambda v: 0 <= v <= 256, "expected 0 (auto)..256"),
     ("asr.beam_size", lambda v: 1 <= v <= 20, "expected 1..20"),
+    ("asr.partial_beam_size", lambda v: 1 <= v <= 20, "expected 1..20"),
     ("asr.partial_interval_s", lambda v: 0.1 <= v <= 5, "expected 0.1..5"),
     ("asr.agreement", lambda v: 1 <= v <= 5, "expected 1..5"),
     ("asr.commit_margin_s", lambda v: 0 <= v <= 5, "expected 0..5"),

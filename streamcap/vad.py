@@ -171,7 +171,10 @@ class VadSegmenter:
                 self._pos += len(self._pending)
             self._pending = np.zeros(0, dtype=np.float32)
             self._in_speech = False
-            out.append(SpeechEnd(self._pos))
+            # Input that ends during a pause ends the utterance where its speech ended (so a
+            # final pass made during the pause still applies); otherwise at the very end.
+            paused = self._pause_frames and self._silence_run >= self._pause_frames
+            out.append(SpeechEnd(self._last_voiced_end if paused else self._pos))
         return out
 
 

@@ -198,7 +198,7 @@ class WhisperDecoder:
         max_new = int(6 + 5 * max(0.0, fresh))
         # CTranslate2 counts the forced prefix twice against max_length (prompt and result).
         max_length = min(448, len(prompt) + len(prefix_tokens) + max_new)
-        beam = self.cfg.beam_size if req.final else 1
+        beam = self.cfg.beam_size if req.final else self.cfg.partial_beam_size
         result = self._ct2.generate(
             enc,
             [prompt],
