@@ -225,9 +225,9 @@ class StreamingPolicy:
             self.ring.release(end)
             return []
         last = u.committed[-1]
-        cut_t = last.end
-        if u.tail:
-            cut_t = max(cut_t, min((last.end + u.tail[0].start) / 2, last.end + 0.2))
+        # Cut where the last committed word ends, or where the next word starts if the
+        # timestamps overlap: the next utterance must hear the whole of its first word.
+        cut_t = min(last.end, u.tail[0].start) if u.tail else last.end
         cut = min(self.ring.end, max(u.start, int(cut_t * SAMPLE_RATE)))
         final = self._final_event(u, list(u.committed))
         self.open = self._new_utterance(cut)
@@ -319,7 +319,7 @@ class StreamingPolicy:
             return [], True
         # A few words the model itself barely believes (a lone "you" over a cough, a breath or
         # distant speech) are Whisper's classic hallucination: drop them.
-        if words and len(words) <= 3 and (
+        if words and len(words) <= 2 and (
             sum(w.probability for w in words) / len(words) < self.LOW_CONFIDENCE
         ):
             return [], looped
