@@ -155,6 +155,7 @@ def main() -> None:
             "last": rss[-1] if rss else None,
             "max": max(rss) if rss else None,
             "median": statistics.median(rss) if rss else None,
+            "every_10s": rss,
         }
         result["websocket_delay_s"] = out
         proc.terminate()

@@ -30,6 +30,7 @@ from .model import LoadedModel
 FRAMES_PER_S = 100
 MAX_FRAMES = 3000
 SHORT_PAD_FRAMES = 400  # 4 s of padding after the audio in short-context passes
+BUCKET_FRAMES = 100  # encoder inputs are whole seconds long
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,9 @@ class WhisperDecoder:
         # Pad the *waveform* with digital silence (as Whisper was trained), not the features.
         n = min(len(audio) // 160, MAX_FRAMES)
         total = MAX_FRAMES if full else min(MAX_FRAMES, n + SHORT_PAD_FRAMES)
-        total += total % 2
+        # Round the input up to whole seconds: a few distinct shapes instead of one per pass
+        # (every new shape costs CTranslate2 fresh buffers, and memory grew without bound).
+        total = min(MAX_FRAMES, -(-total // BUCKET_FRAMES) * BUCKET_FRAMES)
         pad = max(160, total * 160 - len(audio) + 160)
         feats = self._fe(audio[: MAX_FRAMES * 160], padding=pad)[:, :total]
         arr = np.ascontiguousarray(feats[None], dtype=np.float32)
