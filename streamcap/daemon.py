@@ -587,9 +587,22 @@ class Daemon:
         await self.obs.start()
 
         worker = self.worker
-        on_block: Callable[[Any], None] = worker.submit
+        submit: Callable[[Any], None] = worker.submit
         if isinstance(source, StdinSource):
-            on_block = self._submit_with_backpressure
+            submit = self._submit_with_backpressure
+        anchored = threading.Event()
+
+        def on_block(block: Any) -> None:
+            # Stream time zero is the first captured sample: anchor the session's wall-clock
+            # epoch there (opening the device takes a while after the session was created).
+            if not anchored.is_set():
+                anchored.set()
+                first = time.time() - len(block) / SAMPLE_RATE
+                loop = self._loop
+                if loop is not None:
+                    loop.call_soon_threadsafe(self._anchor_epoch, first)
+            submit(block)
+
         self._source_started = True  # from here on, the source's own state is reported
         await _in_thread(lambda: source.start(on_block, self._on_state_threadsafe),
                          "streamcap-capture-start")
@@ -599,6 +612,15 @@ class Daemon:
         log.info("capturing from %s", source.description)
         self.started = True
         self.notifier.ready(f"captioning {source.description}")
+
+    def _anchor_epoch(self, epoch: float) -> None:
+        """Move the session epoch to the wall time of the first captured sample."""
+        if self.session is None:
+            return
+        self.session = dataclasses.replace(self.session, epoch=epoch)
+        if self.server is not None:
+            self.server.session = self.session
+        log.debug("session epoch anchored at the first sample: %.3f", epoch)
 
     def _files_wanted(self, cfg: Config) -> bool:
         return cfg.output.srt or cfg.output.vtt or cfg.output.jsonl

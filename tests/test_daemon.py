@@ -67,6 +67,9 @@ class ScriptedDecoder:
         self.block_finals = block_finals
         self.fail = fail
 
+    def retune(self, cfg: AsrConfig) -> None:
+        self.cfg = cfg
+
     def decode(self, req: DecodeRequest) -> Hypothesis:
         self.requests.append(req)
         if self.fail and len(self.requests) > 1:  # the warm-up succeeds, live decodes fail
