@@ -8,7 +8,7 @@ arrived and then ``step()`` once, so a worker that falls behind always decodes t
 
 from __future__ import annotations
 
-from dataclasses import replace
+import dataclasses
 
 import numpy as np
 
@@ -57,7 +57,8 @@ class CaptionEngine:
         out: list[PolicyEvent] = []
         for seg in self.vad.feed(samples):
             out += self.policy.on_segment(seg)
-        return out
+        # A final made during a pause comes out here, at the end of speech.
+        return self._post(out)
 
     def step(self) -> list[PolicyEvent]:
         """Run at most one decode (a pending final first, else a due partial)."""
@@ -65,23 +66,34 @@ class CaptionEngine:
         if req is None:
             return []
         hyp = self.decoder.decode(req)
-        events = self.policy.on_hypothesis(req, hyp)
-        if req.final and req.task == "translate" and self.cfg.asr.translate_keep_original:
-            events = [self._with_original(ev, req) for ev in events]
+        return self._post(self.policy.on_hypothesis(req, hyp))
+
+    def _post(self, events: list[PolicyEvent]) -> list[PolicyEvent]:
+        """Finishing touches on finals, wherever the policy produced them."""
+        if self.cfg.asr.task == "translate" and self.cfg.asr.translate_keep_original:
+            events = [self._with_original(ev) for ev in events]
         return events
 
-    def _with_original(self, ev: PolicyEvent, req: DecodeRequest) -> PolicyEvent:
+    def _with_original(self, ev: PolicyEvent) -> PolicyEvent:
         """Translate finals keep the English text as ``translation`` and decode the original."""
         if not isinstance(ev, FinalCaption) or ev.language == "en":
             return ev
+        audio = self.policy.final_audio(ev.utterance_id)
+        if audio is None:
+            return ev
+        samples, offset = audio
         orig = self.decoder.decode(
-            replace(req, prefix=(), task="transcribe", language=ev.language, context="")
+            DecodeRequest(samples, offset, final=True, language=ev.language, task="transcribe")
         )
         text = join_words(orig.words)
         if not text:
             return ev
-        return replace(ev, text=text, words=tuple(replace(w, stable=True) for w in orig.words),
-                       translation=ev.text)
+        return dataclasses.replace(
+            ev,
+            text=text,
+            words=tuple(dataclasses.replace(w, stable=True) for w in orig.words),
+            translation=ev.text,
+        )
 
     @property
     def due(self) -> bool:
@@ -102,7 +114,7 @@ class CaptionEngine:
         """End of input: finalise the utterance in flight; nothing is lost at the end."""
         out: list[PolicyEvent] = []
         for seg in self.vad.finish():
-            out += self.policy.on_segment(seg)
+            out += self._post(self.policy.on_segment(seg))
         while self.policy.closing:
             out += self.step()
         return out

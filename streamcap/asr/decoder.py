@@ -31,6 +31,7 @@ FRAMES_PER_S = 100
 MAX_FRAMES = 3000
 SHORT_PAD_FRAMES = 400  # 4 s of padding after the audio in short-context passes
 BUCKET_FRAMES = 100  # encoder inputs are whole seconds long
+ALIGN_SLACK_FRAMES = 50  # frames of padding the word alignment may use
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,10 @@ class WhisperDecoder:
         words: list[Word] = []
         all_tokens = prefix_tokens + tokens
         if tokens:
-            align = self._wm.find_alignment(tok, [all_tokens], enc, n_frames)[0]
+            # Let the alignment see a little of the padding: a word that ends exactly at the
+            # audio end otherwise collapses to the first frames.
+            align_frames = min(n_frames + ALIGN_SLACK_FRAMES, int(enc.shape[1]) * 2)
+            align = self._wm.find_alignment(tok, [all_tokens], enc, align_frames)[0]
             merge_punctuations(
                 align, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、"
             )

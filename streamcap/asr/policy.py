@@ -151,6 +151,7 @@ class StreamingPolicy:
         self._next_id = 0
         self.open: _Utterance | None = None
         self.closing: deque[_Utterance] = deque()
+        self._last_final: tuple[int, np.ndarray, float] | None = None
         self._context: deque[str] = deque(maxlen=40)
         self._interval = int(cfg.asr.partial_interval_s * SAMPLE_RATE)
         self._max_len = int(cfg.vad.max_utterance_s * SAMPLE_RATE)
@@ -230,6 +231,7 @@ class StreamingPolicy:
         cut_t = min(last.end, u.tail[0].start) if u.tail else last.end
         cut = min(self.ring.end, max(u.start, int(cut_t * SAMPLE_RATE)))
         final = self._final_event(u, list(u.committed))
+        self._last_final = (u.id, self.ring.get(u.start, cut), u.start / SAMPLE_RATE)
         self.open = self._new_utterance(cut)
         self.ring.release(cut)
         return [final] if final else []
@@ -349,8 +351,16 @@ class StreamingPolicy:
             return self._finalise(self.closing.popleft(), hyp)
         return self._partial(req, hyp)
 
+    def final_audio(self, utterance_id: int) -> tuple[np.ndarray, float] | None:
+        """The audio (and its stream offset) of the utterance whose final was made last."""
+        if self._last_final is None or self._last_final[0] != utterance_id:
+            return None
+        return self._last_final[1], self._last_final[2]
+
     def _finalise(self, u: _Utterance, hyp: Hypothesis) -> list[PolicyEvent]:
         """Turn the final pass of a closed utterance into its final caption."""
+        audio = u.audio if u.audio is not None else self.ring.get(u.start, u.end)
+        self._last_final = (u.id, audio, u.start / SAMPLE_RATE)
         if u.language is None:
             u.language, u.language_probability = hyp.language, hyp.language_probability
         after = u.committed[-1].end if u.committed else u.start / SAMPLE_RATE
