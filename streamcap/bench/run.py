@@ -222,7 +222,7 @@ def bench_file(
 
     finals = [te.event for te in res.events if isinstance(te.event, FinalCaption)]
     stream_text = " ".join(f.text for f in finals).strip()
-    ref = scorer.tokens(clip.reference)
+    ref = scorer.reference_tokens(clip.reference)
     latency = compute(res.events, ref, scorer, fallback_ends=reference_ends(scorer, ref, off_words))
     progress.end_file()
     return FileResult(
