@@ -230,16 +230,16 @@ def _stable_changes(events: Sequence[TimedLike], scorer: TextScorer, out: Contin
             finals_of.setdefault(ev.utterance_id, []).append((order, toks))
     checked: set[tuple[int, int, int, str]] = set()
     for order, te in enumerate(events):
-        ev: Event = te.event
-        if not isinstance(ev, PartialCaption):
+        pc: Event = te.event
+        if not isinstance(pc, PartialCaption):
             continue
-        fl = finals_of.get(ev.utterance_id, [])
+        fl = finals_of.get(pc.utterance_id, [])
         before = sum(1 for o, _ in fl if o < order)
         later = [t for o, toks in fl if o > order for t in toks]
         pos = 0
-        for w in ev.words:
+        for w in pc.words:
             for tok in scorer.tokens(w.text):
-                key = (ev.utterance_id, before, pos, tok)
+                key = (pc.utterance_id, before, pos, tok)
                 if w.stable and key not in checked:
                     checked.add(key)
                     out.stable_shown += 1
@@ -248,7 +248,7 @@ def _stable_changes(events: Sequence[TimedLike], scorer: TextScorer, out: Contin
                         if len(out.stable_changed_examples) < 20:
                             got = later[pos] if pos < len(later) else None
                             out.stable_changed_examples.append(
-                                f"utterance {ev.utterance_id} word {pos}: {tok!r} -> {got!r}")
+                                f"utterance {pc.utterance_id} word {pos}: {tok!r} -> {got!r}")
                 pos += 1
 
 
