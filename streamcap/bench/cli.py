@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import AudioError, ConfigError
 from .manifest import Clip, load_clips
 from .run import BenchRun, FileResult, Progress, run_bench
-from .sets import select_sets
+from .sets import select_sets, with_joined
 
 DEFAULT_OUT = "bench-out"
 
@@ -189,7 +189,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError("--idle-seconds", f"expected 0..3600, got {args.idle_seconds}")
     cfg = build_config(args)
     # Every manifest is checked before the model loads.
-    clips = select_sets(load_clips(args.inputs), args.sets)
+    clips = select_sets(with_joined(load_clips(args.inputs)), args.sets)
     out = Path(args.out)
     _prepare_out(out)
     progress = TqdmProgress(len(clips), enabled=not args.no_progress and sys.stderr.isatty())

@@ -23,7 +23,7 @@ from . import targets as tg
 from .latency import Stability
 from .run import BenchRun, FileResult
 from .scoring import total
-from .sets import CONTINUOUS_SET, overrides_for
+from .sets import CONTINUOUS_SET, derived_twice, overrides_for
 from .stats import summary
 
 SCHEMA = 1
@@ -196,6 +196,7 @@ def _file_entry(f: FileResult, realtime: bool) -> dict[str, Any]:
         "set": f.clip.set,
         "file": f.clip.name,
         "path": str(f.clip.path),
+        "parts": [str(p) for p in f.clip.parts],
         "language": f.clip.language,
         "metric": f.metric,
         "fillers_removed": f.clip.spontaneous,
@@ -243,7 +244,8 @@ def get(d: Any, dotted: str) -> Any:
 
 
 def _targets(doc: dict[str, Any], files: Sequence[FileResult], realtime: bool) -> dict[str, Any]:
-    english = [f for f in files if tg.is_english(f.clip.language)]
+    twice = derived_twice([f.clip for f in files])
+    english = [f for f in files if tg.is_english(f.clip.language) and f.clip.key not in twice]
     cont = [f for f in files if f.clip.set == CONTINUOUS_SET]
     groups = {"english": _group(english, realtime) if english else None,
               CONTINUOUS_SET: _group(cont, realtime) if cont else None}

@@ -164,6 +164,13 @@ def offline_decode(model: Any, audio: np.ndarray[Any, Any], language: str | None
     return text, _words_of(segs), took
 
 
+def clip_audio(clip: Clip) -> np.ndarray[Any, Any]:
+    """The clip's samples (16 kHz mono); a joined clip's files end to end."""
+    if not clip.parts:
+        return load_audio(clip.path)
+    return np.concatenate([load_audio(p) for p in clip.parts]).astype(np.float32, copy=False)
+
+
 def _file_cfg(cfg: Config, clip: Clip, multilingual: bool, set_overrides: bool = True) -> Config:
     cfg = set_config(cfg, clip.set, set_overrides)
     if multilingual and cfg.asr.language == "auto":
@@ -196,7 +203,7 @@ def bench_file(
     """Stream and offline-decode one file; score and time both."""
     from ..runner import TimedEvent, run_audio
 
-    audio = load_audio(clip.path)
+    audio = clip_audio(clip)
     duration = len(audio) / SAMPLE_RATE
     progress.start_file(clip, duration)
     fcfg = _file_cfg(cfg, clip, bool(loaded.multilingual), set_overrides)

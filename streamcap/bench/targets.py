@@ -177,5 +177,4 @@ def markdown(doc: dict[str, Any]) -> list[str]:
         for name, d in dbl[: max(0, 30 - len(lost))]:
             lines.append(f"- doubled `{d['word']}` in {name} at the "
                          f"{d['kind'].replace('_', ' ')} cut at {d['cut_time']:.2f} s")
-    lines.append("")
     return lines

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from streamcap.bench.manifest import Clip
-from streamcap.bench.sets import SET_OVERRIDES, overrides_for, select_sets, set_config
+from streamcap.bench.sets import (
+    SET_OVERRIDES,
+    derived_twice,
+    overrides_for,
+    select_sets,
+    set_config,
+    with_joined,
+)
 from streamcap.config import Config
 from streamcap.errors import ConfigError
 
@@ -41,3 +48,37 @@ def test_continuous_set_hides_its_pauses_from_the_vad() -> None:
     assert overrides_for("en_misc") == {} and overrides_for("en_continuous", False) == {}
     for name in SET_OVERRIDES:  # every override is a valid config (checked by with_overrides)
         set_config(cfg, name)
+
+
+def _ls(name: str, ref: str, set_name: str = "en_librispeech") -> Clip:
+    return Clip(set_name, Path(f"/ls/{name}.flac"), "en", ref, duration=1.5)
+
+
+def test_same_speaker_librispeech_files_are_joined_into_the_continuous_set() -> None:
+    """Files of one speaker become one en_continuous clip, in name order, references joined."""
+    clips = [_ls("1089-134691-0000", "C D"), _ls("61-70968-0000", "X"),
+             _ls("1089-134686-0000", "A B"), _ls("1089-134686-0001", "B2"),
+             _ls("1272-128104-0000_picovoice", "Y"), _ls("1272-128104-0001", "Z", "en_misc")]
+    out = with_joined(clips)
+    assert out[: len(clips)] == clips
+    (joined,) = out[len(clips):]  # one speaker with 2+ files; other sets are not joined
+    assert (joined.set, joined.name, joined.key) == (
+        "en_continuous", "librispeech-1089-joined", "en_continuous/librispeech-1089-joined")
+    assert [p.name for p in joined.parts] == [
+        "1089-134686-0000.flac", "1089-134686-0001.flac", "1089-134691-0000.flac"]
+    assert joined.reference == "A B B2 C D" and joined.duration == 4.5
+    assert derived_twice(out) == {joined.key}  # its words are in the run already
+    assert derived_twice([joined]) == set()
+    assert with_joined([]) == [] and with_joined(clips[:2]) == clips[:2]
+
+
+def test_joined_clip_audio_is_its_files_end_to_end() -> None:
+    """The joined clip's samples are the two files' samples one after the other."""
+    from streamcap.audio.decode import load_audio
+    from streamcap.bench.run import clip_audio
+
+    root = Path(__file__).resolve().parents[3] / "shared" / "audio" / "en_librispeech"
+    a, b = root / "1089-134691-0000.flac", root / "1089-134686-0001.flac"
+    clip = Clip("en_continuous", a, "en", "x", parts=(a, b), label="j")
+    got = clip_audio(clip)
+    assert len(got) == len(load_audio(a)) + len(load_audio(b)) and got.dtype.name == "float32"
