@@ -150,11 +150,12 @@ def main() -> None:
     result: dict[str, Any] = {"clip": args.clip, "minutes": args.minutes,
                               "daemon_set": daemon_set}
     sets = [x for kv in daemon_set for x in ("--set", kv)]
-    with private_pulse() as pa, tempfile.TemporaryDirectory() as tmp:
+    with private_pulse() as pa, tempfile.TemporaryDirectory() as tmp, \
+            open(f"{tmp}/stderr", "wb") as errf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamcap.cli", "run", "--port", "0", "--output-dir",
              f"{tmp}/captions", "--device", pa.monitor, *sets],
-            env=pa.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env=pa.env, stdout=subprocess.PIPE, stderr=errf, text=True,
         )
         assert proc.stdout is not None
         port = 0
@@ -163,6 +164,10 @@ def main() -> None:
             if m:
                 port = int(m.group(2))
                 break
+        if not port:
+            err = Path(f"{tmp}/stderr").read_text(errors="replace").strip().splitlines()
+            raise SystemExit(f"streamcap run exited ({proc.wait(30)}) before listening: "
+                             f"{err[-1] if err else 'no message'}")
         stdout = proc.stdout
         threading.Thread(target=lambda: [None for _ in stdout], daemon=True).start()
         ps = psutil.Process(proc.pid)
@@ -191,7 +196,7 @@ def main() -> None:
             player = pa.play(args.clip)
             plays += 1
             # Poll often: the next play must start at once, or the gap becomes a pause.
-            while player.poll() is None and time.monotonic() < end:
+            while player.poll() is None and time.monotonic() < end and proc.poll() is None:
                 time.sleep(0.2)
                 now = time.monotonic()
                 if now >= next_sample:
@@ -211,6 +216,7 @@ def main() -> None:
         result["plays"] = plays
         result["rss_mib"] = rss_summary(rss, args.rss_from_minute)
         result["websocket_delay_s"] = out
+        result["daemon_alive_at_end"] = proc.poll() is None
         proc.terminate()
         result["exit_code"] = proc.wait(30)
     Path(args.out).write_text(json.dumps(result, indent=2))
