@@ -18,7 +18,9 @@ emits :class:`~streamcap.events.FinalCaption` / :class:`~streamcap.events.Partia
   counts in the WER only). It is **lost at a boundary** when it sits, in that alignment, between
   tokens of two different finals, or when its time span (from the offline decode's matching
   word, else between its aligned neighbours) comes within :data:`CUT_WINDOW_S` of a boundary's
-  time. It takes the kind (inside speech / at a pause) of the nearest such boundary.
+  time. It takes the kind (inside speech / at a pause) of the nearest such boundary. A lost
+  word before the first final's first token or after the last final's last token (and not near
+  a boundary) is **lost at an edge** (``start`` / ``end``) instead: speech no final reaches.
 - **Doubled word**: a final token the alignment inserts (no reference word) that lies within
   :data:`DOUBLE_SPAN` tokens of a boundary and whose text equals one of the
   :data:`DOUBLE_SPAN` tokens on the other side of that boundary: a word said once, emitted on
@@ -86,6 +88,16 @@ class LostWord:
 
 
 @dataclass(frozen=True)
+class EdgeLoss:
+    """A reference word no final has, before the first final or after the last one."""
+
+    ref_index: int
+    text: str
+    time: float | None
+    edge: str  # "start" or "end"
+
+
+@dataclass(frozen=True)
 class DoubledWord:
     """A final token that repeats a word across a boundary (an insertion against the reference)."""
 
@@ -115,6 +127,7 @@ class Continuity:
     boundaries: list[Boundary] = field(default_factory=list)
     deleted_words: int = 0
     lost: list[LostWord] = field(default_factory=list)
+    lost_at_edges: list[EdgeLoss] = field(default_factory=list)
     doubled: list[DoubledWord] = field(default_factory=list)
     stable_shown: int = 0
     stable_changed: int = 0
@@ -203,9 +216,12 @@ def _lost_and_doubled(
                 lo, hi = min(span), max(span)
                 if lo - CUT_WINDOW_S <= cand.time <= hi + CUT_WINDOW_S:
                     near = cand
+            t = None if span is None else round((span[0] + span[1]) / 2, 3)
             if near is not None:
-                t = None if span is None else round((span[0] + span[1]) / 2, 3)
                 out.lost.append(LostWord(p.ref, ref[p.ref], t, near))
+            elif (a is None) != (b is None):
+                out.lost_at_edges.append(EdgeLoss(p.ref, ref[p.ref], t,
+                                                  "end" if b is None else "start"))
         elif p.op == "insert" and p.hyp is not None:
             k = owner[p.hyp]
             pos = p.hyp - sum(len(f.tokens) for f in finals[:k])

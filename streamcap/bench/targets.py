@@ -69,6 +69,7 @@ def continuity_block(files: Sequence[FileResult]) -> dict[str, Any]:
         "lost_at_cuts": len(lost),
         "lost_inside_speech": sum(1 for w in lost if not w.boundary.at_pause),
         "lost_at_pause": sum(1 for w in lost if w.boundary.at_pause),
+        "lost_at_edges": sum(len(c.lost_at_edges) for c in cs),
         "doubled_words": len(doubled),
         "doubled_inside_speech": sum(1 for d in doubled if not d.boundary.at_pause),
         "doubled_at_pause": sum(1 for d in doubled if d.boundary.at_pause),
@@ -95,6 +96,8 @@ def file_details(f: FileResult) -> dict[str, Any]:
         "cuts": [{"time": _r(b.time, 3), "kind": b.kind} for b in c.boundaries],
         "lost": [{"word": w.text, "time": w.time, "cut_time": _r(w.boundary.time, 3),
                   "kind": w.boundary.kind} for w in c.lost],
+        "lost_at_edges": [{"word": w.text, "time": w.time, "edge": w.edge}
+                          for w in c.lost_at_edges],
         "doubled": [{"word": d.text, "final": d.final_index, "cut_time": _r(d.boundary.time, 3),
                      "kind": d.boundary.kind} for d in c.doubled],
         "stable_changed": list(c.stable_changed_examples),
@@ -147,8 +150,8 @@ def markdown(doc: dict[str, Any]) -> list[str]:
             + " (see docs/bench.md: hides the sets' pauses from the VAD).")
         lines.append("")
     header = ("group", "boundaries", "cuts in speech", "lost at cuts (in speech / at pause)",
-              "doubled", "deleted (all)", "stable changed", "final delay p50/p90 s",
-              "at pause p50 s", "in speech p50/p90 s")
+              "lost at start/end", "doubled", "deleted (all)", "stable changed",
+              "final delay p50/p90 s", "at pause p50 s", "in speech p50/p90 s")
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
 
     def p(b: dict[str, Any], k: str) -> str:
@@ -162,19 +165,23 @@ def markdown(doc: dict[str, Any]) -> list[str]:
             continue
         lines.append(
             f"| {name} | {c['boundaries']} | {c['cuts_inside_speech']} | {c['lost_at_cuts']} "
-            f"({c['lost_inside_speech']} / {c['lost_at_pause']}) | {c['doubled_words']} | "
+            f"({c['lost_inside_speech']} / {c['lost_at_pause']}) | {c['lost_at_edges']} | "
+            f"{c['doubled_words']} | "
             f"{c['deleted_words']} of {c['ref_words']} | {c['stable_words_changed']} of "
             f"{c['stable_words_shown']} ({c['stable_changed_percent']:.2f} %) | "
             f"{p(fd['all'], 'p50')}/{p(fd['all'], 'p90')} | {p(fd['at_pause'], 'p50')} | "
             f"{p(fd['inside_speech'], 'p50')}/{p(fd['inside_speech'], 'p90')} |")
     lost = [(f["file"], w) for f in doc.get("files", []) for w in f["cuts"]["lost"]]
     dbl = [(f["file"], d) for f in doc.get("files", []) for d in f["cuts"]["doubled"]]
-    if lost or dbl:
-        lines += ["", "Lost and doubled words (first 30):", ""]
+    edges = [(f["file"], w) for f in doc.get("files", []) for w in f["cuts"]["lost_at_edges"]]
+    if lost or dbl or edges:
+        lines += ["", "Lost and doubled words (first 30 of each):", ""]
         for name, w in lost[:30]:
             lines.append(f"- lost `{w['word']}` in {name} near the {w['kind'].replace('_', ' ')} "
                          f"cut at {w['cut_time']:.2f} s")
-        for name, d in dbl[: max(0, 30 - len(lost))]:
+        for name, d in dbl[:30]:
             lines.append(f"- doubled `{d['word']}` in {name} at the "
                          f"{d['kind'].replace('_', ' ')} cut at {d['cut_time']:.2f} s")
+        for name, w in edges[:30]:
+            lines.append(f"- lost `{w['word']}` in {name} at the {w['edge']} of the finals")
     return lines

@@ -164,3 +164,17 @@ def test_empty_and_wordless_input() -> None:
     c = compute_continuity(hostile, [], EN)
     assert (c.boundaries, c.lost, c.doubled, c.final_delays) == ([], [], [], [])
     assert (c.stable_shown, c.stable_changed, c.deleted_words) == (0, 0, 0)
+
+
+def test_words_after_the_last_final_are_lost_at_the_end() -> None:
+    """Reference words after the last final's last word count as lost at the end, not at a cut."""
+    text = "from fairest creatures we desire increase that thereby beauty rose"
+    offline = list(_words(text, 0.0))
+    events = [Timed(1.8, _final(0, "from fairest", 0.0)),
+              Timed(4.0, _final(1, "creatures we desire increase that thereby", 0.8))]
+    c = compute_continuity(events, EN.tokens(text), EN, offline)
+    assert c.lost == []
+    assert [(w.text, w.edge) for w in c.lost_at_edges] == [("beauty", "end"), ("rose", "end")]
+    lead = compute_continuity([Timed(3.0, _final(0, "increase", 2.0))],
+                              EN.tokens("desire increase"), EN)
+    assert [(w.text, w.edge) for w in lead.lost_at_edges] == [("desire", "start")]
