@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -148,7 +149,9 @@ def main() -> None:
         ap.error(f"--clip: no such file {args.clip!r}")
     daemon_set = ["vad.end_silence_s=4.0"] if args.daemon_set is None else args.daemon_set
     result: dict[str, Any] = {"clip": args.clip, "minutes": args.minutes,
-                              "daemon_set": daemon_set}
+                              "daemon_set": daemon_set,
+                              # Other programs' load skews every real-time figure: keep it.
+                              "load_average_start": [round(x, 2) for x in os.getloadavg()]}
     sets = [x for kv in daemon_set for x in ("--set", kv)]
     with private_pulse() as pa, tempfile.TemporaryDirectory() as tmp, \
             open(f"{tmp}/stderr", "wb") as errf:
@@ -217,8 +220,13 @@ def main() -> None:
         result["rss_mib"] = rss_summary(rss, args.rss_from_minute)
         result["websocket_delay_s"] = out
         result["daemon_alive_at_end"] = proc.poll() is None
+        result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         proc.terminate()
-        result["exit_code"] = proc.wait(30)
+        result["exit_code"] = proc.wait(60)
+        errf.flush()
+        err = Path(f"{tmp}/stderr").read_text(errors="replace").strip().splitlines()
+        # Exit code 1 = the graceful shutdown timed out (e.g. a worker far behind on a busy CPU).
+        result["daemon_stderr_tail"] = err[-10:]
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
