@@ -127,14 +127,16 @@ def check_targets(doc: dict[str, Any], groups: dict[str, dict[str, Any] | None],
         try:
             if g is None:
                 raise KeyError(scope)
-            value = float(_get(g, field))
+            raw = _get(g, field)
+            value = float(raw)
         except (KeyError, TypeError):
             missing.append(f"{scope}: {field}")
             continue
         valid = realtime if field.startswith(_REALTIME_ONLY) else True
         if field == "cost.cpu_idle_percent":
             valid = bool(doc["cost"]["idle_valid"])
-        checks.append({"scope": scope, "field": field, "value": _r(value, 3), "limit": limit,
+        shown = raw if isinstance(raw, int) and not isinstance(raw, bool) else _r(value, 3)
+        checks.append({"scope": scope, "field": field, "value": shown, "limit": limit,
                        "target": text, "pass": value <= limit, "valid": valid})
     return {"sets": sorted(s for s, g in groups.items() if g is not None), "checks": checks,
             "missing": missing}
