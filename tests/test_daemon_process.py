@@ -286,13 +286,18 @@ def hung(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hung]:
     try:
         d.wait_listening(90)
         h = Hung(d, Client(d.port))
+        # The listening line comes just before capture starts: wait for a running device.
+        wait_until(lambda: any(m["device_state"] == "running" for m in h.client.of("status")),
+                   20, "capture running")
         h.healthz_at_start = d.http_get("/healthz")
         m = d.wait_log(r"not feeding the watchdog: (.*)", 60)
+        seen = time.monotonic()
         h.reason = m.group(1)
-        # Every datagram sent before the log line is queued in the socket by now.
-        h.before = notify.drain()
-        time.sleep(3.0)  # an observation window of six ping intervals
-        h.window = notify.drain()
+        h.before = notify.between(0.0, seen)
+        # Observe six ping intervals, starting one second after the log line was seen: a ping
+        # sent before the line may still be on its way to the reader thread for a moment.
+        time.sleep(4.0)
+        h.window = notify.between(seen + 1.0)
         h.healthz = d.http_get("/healthz")
         d.send(signal.SIGTERM)
         h.code = d.wait_exit(30)

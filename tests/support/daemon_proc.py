@@ -329,7 +329,12 @@ class Client:
 
 
 class NotifySocket:
-    """A real AF_UNIX datagram socket in the role of systemd's ``NOTIFY_SOCKET``."""
+    """A real AF_UNIX datagram socket in the role of systemd's ``NOTIFY_SOCKET``.
+
+    A thread reads it all the time, as systemd does: the daemon's sends block once the
+    receiver's queue is full (``net.unix.max_dgram_qlen``, often 10), so a socket that is only
+    read now and then would stall the daemon's event loop.
+    """
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="scn-"))  # short: AF_UNIX paths are limited
@@ -337,21 +342,33 @@ class NotifySocket:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
         self.sock.settimeout(0.05)
+        self.received: list[tuple[float, str]] = []
+        """(monotonic time of receipt, message), in order."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="notify-socket", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.received.append((time.monotonic(), data.decode()))
 
     def env(self, watchdog_usec: int) -> dict[str, str]:
         """Variables that make the daemon notify here, with a watchdog of ``watchdog_usec``."""
         return {"NOTIFY_SOCKET": self.path, "WATCHDOG_USEC": str(watchdog_usec)}
 
-    def drain(self) -> list[str]:
-        """Every message queued now (a datagram sent before this call is already queued)."""
-        out = []
-        while True:
-            try:
-                out.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                return out
+    def between(self, t0: float, t1: float = float("inf")) -> list[str]:
+        """Messages received at ``t0 <= t < t1`` (monotonic)."""
+        return [m for t, m in list(self.received) if t0 <= t < t1]
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
         self.sock.close()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
