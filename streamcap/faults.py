@@ -1,6 +1,6 @@
 """Fault injection into the real decoder: a test and diagnostic facility, off unless asked for.
 
-Environment variables, read by :func:`streamcap.runner.make_decoder` when the model is loaded:
+Environment variables, read by :func:`streamcap.runner.make_decoder` before the model loads:
 
 ``STREAMCAP_FAULT_DECODE_DELAY_S=SECONDS``
     every decode takes this much longer (the real model still decodes; the wait comes after).
@@ -113,9 +113,8 @@ class FaultyDecoder:
         return getattr(self.inner, name)
 
 
-def wrap_decoder(decoder: HypothesisSource, env: Mapping[str, str]) -> HypothesisSource:
-    """``decoder`` itself, or a :class:`FaultyDecoder` around it when ``env`` asks for faults."""
-    faults = faults_from_env(env)
+def wrap_decoder(decoder: HypothesisSource, faults: DecodeFaults) -> HypothesisSource:
+    """``decoder`` itself, or a :class:`FaultyDecoder` around it when ``faults`` are active."""
     if not faults.active:
         return decoder
     log.warning("fault injection active: %s (a test facility; unset the variables for normal "

@@ -23,7 +23,7 @@ from .audio.reframe import Samples
 from .config import Config
 from .engine import CaptionEngine
 from .events import SAMPLE_RATE, Event
-from .faults import wrap_decoder
+from .faults import faults_from_env, wrap_decoder
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,9 @@ class RunResult:
 
 def make_decoder(cfg: Config) -> tuple[HypothesisSource, float]:
     """Load the model; the decoder is wrapped when ``STREAMCAP_FAULT_*`` asks for faults."""
+    faults = faults_from_env(os.environ)  # a bad value is an error before the model loads
     loaded = load_model(cfg.asr)
-    return wrap_decoder(WhisperDecoder(loaded, cfg.asr), os.environ), loaded.load_seconds
+    return wrap_decoder(WhisperDecoder(loaded, cfg.asr), faults), loaded.load_seconds
 
 
 def run_audio(

@@ -584,3 +584,23 @@ def test_overload_lag_stays_bounded(overloaded: Overloaded) -> None:
     bound = OVERLOAD_QUEUE_S + 2 * (OVERLOAD_DELAY_S + 1.0)
     figures = [(m["lag"], m["dropped_frames"]) for m in overloaded.client.of("status")]
     assert max(lag for lag, _ in figures) <= bound, figures[::10]
+
+
+# --- the fault variables themselves ------------------------------------------------------------
+
+
+def test_a_bad_fault_variable_is_one_line_before_the_model_loads(tmp_path: Path) -> None:
+    """A malformed STREAMCAP_FAULT_* value stops `streamcap run` with exit 2 and one line naming
+    the variable, before any model is loaded (the bogus model is never tried)."""
+    need(CLIP)
+    d = start_daemon(tmp_path, ["--input", f"file:{CLIP}", "--model", str(tmp_path / "nope")],
+                     extra_env={DELAY_VAR: "soon"})
+    try:
+        code = d.wait_exit(60)
+    finally:
+        d.stop()
+    err = d.stderr(None)
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("streamcap")]
+    assert lines == [f"streamcap: error: {DELAY_VAR}: expected seconds 0..3600, got 'soon'"], err
+    assert "Traceback" not in err and "loaded model" not in err
