@@ -110,6 +110,8 @@ class Reloaded:
     code: int
     stderr: str
     client: Client
+    refused: str
+    """The log line's reason for refusing the broken edit."""
 
 
 @pytest.fixture(scope="module")
@@ -126,11 +128,15 @@ def reloaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reloaded]:
         d.wait_listening(90)
         c = Client(d.port)
         d.feed(pcm_s16le(CLIP, pad_s=1.5), realtime=True)
-        wait_until(lambda: bool(c.started()) and c.started() <= c.finalised(), 30,
-                   "the final of the first clip")
+        wait_until(c.settled, 30, "the final of the first clip")
         first = c.text()
         n_first = len(c.of("final"))
         before = {p.name for p in d.out_dir.iterdir()}
+        # A broken edit first: refused with one line, the daemon runs on as it was.
+        conf.write_text("vad:\n  aggressiveness: 9\noutput: [not, a, mapping\n",
+                        encoding="utf-8")
+        d.send(signal.SIGHUP)
+        refused = d.wait_log(r"SIGHUP: configuration not reloaded: (.*)", 30).group(1)
         # The edit: no SRT any more, WebVTT on in the file (the --set keeps it off), a wider
         # line (live), and a key that needs a restart.
         conf.write_text("output:\n  srt: false\n  vtt: true\n  jsonl: true\n"
@@ -142,14 +148,14 @@ def reloaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reloaded]:
         wait_until(lambda: len(list(d.out_dir.iterdir())) > len(before) or
                    d.proc.poll() is not None, 10, "the new caption files")
         d.feed(pcm_s16le(CLIP2, pad_s=1.5), realtime=True)
-        wait_until(lambda: len(c.of("final")) > n_first and c.started() <= c.finalised(), 30,
+        wait_until(lambda: len(c.of("final")) > n_first and c.settled(), 30,
                    "the final of the second clip")
         second = " ".join(m["text"] for m in c.of("final")[n_first:])
         after = {p.name for p in d.out_dir.iterdir()} - before
         d.send(signal.SIGINT)
         code = d.wait_exit(30)
         c.join(10)
-        yield Reloaded(d, before, after, first, second, code, d.stderr(None), c)
+        yield Reloaded(d, before, after, first, second, code, d.stderr(None), c, refused)
     finally:
         d.stop()
 
@@ -175,6 +181,16 @@ def test_sighup_applies_the_edited_file_while_set_overrides_still_win(reloaded: 
     assert words(new_finals) == words(r.second_final)
     assert words(srt_text(r.d.files(".srt"))) == words(r.first_final)
     assert mostly_from(reference(CLIP2), r.second_final), r.second_final
+
+
+def test_sighup_with_a_broken_file_keeps_running_unchanged(reloaded: Reloaded) -> None:
+    """A SIGHUP while the file does not parse is refused with one line naming the file problem;
+    the daemon keeps running with its configuration (no new files until the good edit)."""
+    r = reloaded
+    assert r.refused and len(r.refused) < 300, r.refused
+    assert "streamcap.yaml" in r.refused or "yaml" in r.refused.lower(), r.refused
+    assert r.stderr.count("SIGHUP: applied") == 1
+    assert len(r.after) == 1
 
 
 def test_sighup_keeps_restart_only_keys_and_says_so(reloaded: Reloaded) -> None:
@@ -211,8 +227,8 @@ def _slow_daemon_until_in_flight(tmp: Path, extra: list[str]) -> tuple[DaemonPro
     d.wait_listening(90)
     c = Client(d.port)
     wait_until(lambda: bool(c.of("final")) or d.proc.poll() is not None, 60, "a first final")
-    wait_until(lambda: bool(c.started() - c.finalised()) or d.proc.poll() is not None, 30,
-               "an utterance in flight")
+    wait_until(lambda: bool(c.in_flight()) or d.proc.poll() is not None, 30,
+               "an utterance in flight (words shown, no final yet)")
     assert d.proc.poll() is None, d.stderr()
     return d, c, c.text()
 
@@ -403,8 +419,7 @@ def test_daemon_drives_real_obs_text_source(tmp_path: Path) -> None:
         d.wait_listening(90)
         c = Client(d.port)
         d.feed(pcm_s16le(CLIP, pad_s=1.5), realtime=True)
-        wait_until(lambda: bool(c.started()) and c.started() <= c.finalised(), 30,
-                   "the final of the clip")
+        wait_until(c.settled, 30, "the final of the clip")
         said = words(c.text())
         shown: list[str] = []
 
@@ -463,7 +478,7 @@ def test_stdin_eof_ends_the_session_cleanly_with_the_finals_kept(piped: Piped) -
     assert "input finished" in p.stderr and "stopped cleanly" in p.stderr
     assert "ignored 1 trailing bytes" in p.stderr
     assert p.client.close_code == 1001
-    assert p.client.started() and p.client.started() <= p.client.finalised()
+    assert p.client.settled()
     (srt_path,) = p.d.files(".srt")
     assert words(srt_text([srt_path])) == words(p.client.text())
     assert len(words(p.client.text())) >= 8, p.client.text()

@@ -319,6 +319,22 @@ class Client:
     def finalised(self) -> set[int]:
         return {m["utterance_id"] for m in self.of("final")}
 
+    def shown(self) -> set[int]:
+        """Utterances that showed words in a partial."""
+        return {m["utterance_id"] for m in self.of("partial") if m["words"]}
+
+    def in_flight(self) -> set[int]:
+        """Utterances with words shown and no final yet."""
+        return self.shown() - self.finalised()
+
+    def settled(self) -> bool:
+        """A final came, and every utterance the VAD opened has its final or ended without
+        showing a word (a blip gets no final, by design)."""
+        ended = {m["utterance_id"] for m in self.of("vad") if m["state"] == "speech_end"}
+        fin, shown = self.finalised(), self.shown()
+        return bool(fin) and all(u in fin or (u in ended and u not in shown)
+                                 for u in self.started())
+
     def text(self) -> str:
         return " ".join(m["text"] for m in self.of("final"))
 
