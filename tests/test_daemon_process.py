@@ -227,8 +227,12 @@ def _slow_daemon_until_in_flight(tmp: Path, extra: list[str]) -> tuple[DaemonPro
     d.wait_listening(90)
     c = Client(d.port)
     wait_until(lambda: bool(c.of("final")) or d.proc.poll() is not None, 60, "a first final")
-    wait_until(lambda: bool(c.in_flight()) or d.proc.poll() is not None, 30,
-               "an utterance in flight (words shown, no final yet)")
+    def open_with_words() -> bool:
+        ended = {m["utterance_id"] for m in c.of("vad") if m["state"] == "speech_end"}
+        return bool(c.in_flight() - ended) or d.proc.poll() is not None
+
+    # Words shown and speech still going: its final decode can only start after the signal.
+    wait_until(open_with_words, 30, "an utterance in flight (words shown, speech going on)")
     assert d.proc.poll() is None, d.stderr()
     return d, c, c.text()
 
