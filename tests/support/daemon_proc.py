@@ -138,13 +138,14 @@ class DaemonProc:
             return ""
         return text if tail is None else text[-tail:]
 
-    def wait_log(self, pattern: str, units: float) -> re.Match[str]:
-        """Wait until stderr has a line matching the regex ``pattern``; return the match."""
+    def wait_log(self, pattern: str, units: float, after: int = 0) -> re.Match[str]:
+        """Wait until stderr has a line matching the regex ``pattern`` (at or after offset
+        ``after`` of the log); return the match (offsets count from the log's start)."""
         rx = re.compile(pattern)
         found: list[re.Match[str]] = []
 
         def seen() -> bool:
-            m = rx.search(self.stderr(None))
+            m = rx.search(self.stderr(None), after)
             if m:
                 found.append(m)
             return m is not None or self.proc.poll() is not None
