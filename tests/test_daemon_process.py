@@ -20,6 +20,7 @@ Speech is fed through stdin at real time where a test must control when the inpu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -220,36 +221,41 @@ def test_a_single_sigint_exits_0_with_the_finals_written(reloaded: Reloaded) -> 
 SLOW_S = 3.0  # added to every decode: a final takes at least this long
 
 
-def _slow_daemon_until_in_flight(tmp: Path, extra: list[str]) -> tuple[DaemonProc, Client, str]:
+@contextlib.contextmanager
+def slow_daemon_in_flight(tmp: Path, extra: list[str]) -> Iterator[tuple[DaemonProc, Client, str]]:
     """A daemon on the sonnet with decodes slowed by SLOW_S, once a final is out and another
-    utterance has started; returns it, its client and the finals so far."""
+    utterance is open; yields it, its client and the finals so far (and always stops it)."""
     need(SONNET)
     d = start_daemon(tmp, ["--input", f"file:{SONNET}", *STATUS_EVERY, *extra],
                      extra_env={DELAY_VAR: str(SLOW_S)})
-    d.wait_listening(90)
-    c = Client(d.port)
-    wait_until(lambda: bool(c.of("final")) or d.proc.poll() is not None, 60, "a first final")
-    def open_with_words() -> bool:
-        ended = {m["utterance_id"] for m in c.of("vad") if m["state"] == "speech_end"}
-        return bool(c.in_flight() - ended) or d.proc.poll() is not None
+    try:
+        d.wait_listening(90)
+        c = Client(d.port)
+        wait_until(lambda: bool(c.of("final")) or d.proc.poll() is not None, 60,
+                   "a first final")
 
-    # Words shown and speech still going: its final decode can only start after the signal.
-    wait_until(open_with_words, 30, "an utterance in flight (words shown, speech going on)")
-    assert d.proc.poll() is None, d.stderr()
-    return d, c, c.text()
+        def speech_going_on() -> bool:
+            first = max(m["utterance_id"] for m in c.of("final"))
+            ended = {m["utterance_id"] for m in c.of("vad") if m["state"] == "speech_end"}
+            return any(u > first for u in c.started() - ended) or d.proc.poll() is not None
+
+        # An utterance the VAD opened and has not closed: its final decode (SLOW_S at least)
+        # can only start after the signal.
+        wait_until(speech_going_on, 30, "an utterance in flight")
+        assert d.proc.poll() is None, d.stderr()
+        yield d, c, c.text()
+    finally:
+        d.stop()
 
 
 def test_sigint_twice_forces_exit_1_keeping_the_captions_written(tmp_path: Path) -> None:
     """The first SIGINT starts the graceful shutdown; a second one during it forces exit
     code 1 at once, and the files stay valid with every final written before."""
-    d, c, said = _slow_daemon_until_in_flight(tmp_path, [])
-    try:
+    with slow_daemon_in_flight(tmp_path, []) as (d, c, said):
         d.send(signal.SIGINT)
         d.wait_log(r"SIGINT: shutting down", 10)
         d.send(signal.SIGINT)
         code = d.wait_exit(15)
-    finally:
-        d.stop()
     err = d.stderr(None)
     assert code == 1, err[-3000:]
     assert "SIGINT again: forcing exit" in err
@@ -265,15 +271,13 @@ def test_shutdown_timeout_exits_1_in_time_with_valid_files(tmp_path: Path) -> No
     """With a final that cannot finish within daemon.shutdown_timeout_s, SIGTERM exits with
     code 1 once the timeout passes (not after the decode), and the files are valid."""
     timeout_s = 1.0
-    d, _, said = _slow_daemon_until_in_flight(
-        tmp_path, ["--set", f"daemon.shutdown_timeout_s={timeout_s}"])
-    try:
+    with slow_daemon_in_flight(
+        tmp_path, ["--set", f"daemon.shutdown_timeout_s={timeout_s}"]
+    ) as (d, _, said):
         t0 = time.monotonic()
         d.send(signal.SIGTERM)
         code = d.wait_exit(30)
         elapsed = time.monotonic() - t0
-    finally:
-        d.stop()
     err = d.stderr(None)
     assert code == 1, err[-3000:]
     assert "took longer than daemon.shutdown_timeout_s=1 s" in err
