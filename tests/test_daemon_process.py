@@ -596,7 +596,9 @@ def test_overload_every_utterance_gets_its_final(overloaded: Overloaded) -> None
     # (A blip the VAD opens and closes with no words in it gets no final, by design.)
     shown = {m["utterance_id"] for m in o.client.of("partial") if m["words"]}
     finalised = o.client.finalised()
-    assert len(shown) >= 2, shown
+    # How many utterances the engine sees depends on how much audio was dropped (a loaded
+    # machine drops more); at least one, with words.
+    assert shown and len(words(o.client.text())) >= 10, o.client.text()
     assert shown <= finalised, sorted(shown - finalised)
     ids = [m["utterance_id"] for m in o.client.of("final")]
     assert ids == sorted(ids) and len(ids) == len(set(ids))
