@@ -8,6 +8,7 @@ deterministic ``feed()``.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from .audio.reframe import Samples
 from .config import Config
 from .engine import CaptionEngine
 from .events import SAMPLE_RATE, Event
+from .faults import faults_from_env, wrap_decoder
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,10 @@ class RunResult:
 
 
 def make_decoder(cfg: Config) -> tuple[HypothesisSource, float]:
+    """Load the model; the decoder is wrapped when ``STREAMCAP_FAULT_*`` asks for faults."""
+    faults = faults_from_env(os.environ)  # a bad value is an error before the model loads
     loaded = load_model(cfg.asr)
-    return WhisperDecoder(loaded, cfg.asr), loaded.load_seconds
+    return wrap_decoder(WhisperDecoder(loaded, cfg.asr), faults), loaded.load_seconds
 
 
 def run_audio(
