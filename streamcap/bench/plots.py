@@ -112,10 +112,49 @@ def latency_over_time(doc: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def final_delays(doc: dict[str, Any], path: Path) -> Path:
+    """Per final: delay after its last word, at a pause vs inside speech; lost/doubled at cuts."""
+    fig = _figure(12, 4)
+    ax = fig.subplots()
+    offset = 0.0
+    marks: dict[str, list[tuple[float, float]]] = {"at a pause": [], "inside speech": []}
+    lost: list[float] = []
+    doubled: list[float] = []
+    for f in doc["files"]:
+        cuts = f.get("cuts", {})
+        for x in cuts.get("finals", []):
+            key = "at a pause" if x["at_pause"] else "inside speech"
+            marks[key].append((offset + x["last_word_end"], x["delay"]))
+        lost += [offset + w["cut_time"] for w in cuts.get("lost", [])]
+        doubled += [offset + d["cut_time"] for d in cuts.get("doubled", [])]
+        offset += float(f["duration"])
+    for (label, pts), marker in zip(marks.items(), ("o", "s"), strict=True):
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.scatter(xs, ys, marker=marker, s=18, label=f"final {label} (n={len(pts)})")
+    for i, x in enumerate(lost):
+        ax.axvline(x, color="red", alpha=0.5, linewidth=1,
+                   label="word lost at a cut" if i == 0 else None)
+    for i, x in enumerate(doubled):
+        ax.axvline(x, color="orange", alpha=0.5, linewidth=1, linestyle="--",
+                   label="word doubled at a cut" if i == 0 else None)
+    ax.set_title("final delay after its last word (files one after another)")
+    ax.set_xlabel("audio time of the final's last word, s (files concatenated)")
+    ax.set_ylabel("delay, s")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    if doc["mode"] != "realtime":
+        fig.suptitle("--fast run: delays are not valid")
+    fig.savefig(path)
+    return path
+
+
 def draw_all(doc: dict[str, Any], out: Path) -> list[Path]:
     """All plots into ``out``; returns their paths."""
     return [
         latency_cdf(doc, out / "latency_cdf.png"),
         wer_per_set(doc, out / "wer_per_set.png"),
         latency_over_time(doc, out / "latency_over_time.png"),
+        final_delays(doc, out / "final_delays.png"),
     ]

@@ -6,6 +6,7 @@ offline reference decode, and measure what each costs.
   fast as the engine goes (throughput only: latency and CPU-share figures are then invalid).
 - Offline: ``WhisperModel.transcribe(audio, beam_size=5, word_timestamps=True)`` over the whole
   file on the same loaded model object, with the manifest's language (``en`` for ``.en`` models).
+- Per-set config overrides (:mod:`.sets`) apply to the streaming run of that set's files.
 - Cost: process CPU time (``psutil``) over each streaming run and over a run of silence
   (``idle_seconds``) after the files; peak RSS from ``getrusage``; the model load time.
 
@@ -29,9 +30,11 @@ from ..audio.decode import load_audio
 from ..config import Config, with_overrides
 from ..errors import AudioError
 from ..events import SAMPLE_RATE, FinalCaption, Word
+from .continuity import Continuity, compute_continuity
 from .latency import FileLatency, compute, reference_ends
 from .manifest import Clip
 from .scoring import ErrorCounts, Metric, TextScorer, count_errors
+from .sets import overrides_for, set_config
 
 OFFLINE_BEAM = 5
 
@@ -68,6 +71,8 @@ class FileResult:
     offline_seconds: float
     dropped_samples: int
     events: int
+    continuity: Continuity = field(default_factory=Continuity)
+    config_overrides: dict[str, Any] = field(default_factory=dict)
     timeline: list[Any] = field(default_factory=list, repr=False)  # the TimedEvents
 
 
@@ -99,6 +104,7 @@ class BenchRun:
     peak_rss_bytes: int = 0
     wall_seconds: float = 0.0
     complete: bool = False
+    set_overrides: bool = True  # whether per-set config overrides (sets.SET_OVERRIDES) applied
 
 
 class Progress:
@@ -158,7 +164,15 @@ def offline_decode(model: Any, audio: np.ndarray[Any, Any], language: str | None
     return text, _words_of(segs), took
 
 
-def _file_cfg(cfg: Config, clip: Clip, multilingual: bool) -> Config:
+def clip_audio(clip: Clip) -> np.ndarray[Any, Any]:
+    """The clip's samples (16 kHz mono); a joined clip's files end to end."""
+    if not clip.parts:
+        return load_audio(clip.path)
+    return np.concatenate([load_audio(p) for p in clip.parts]).astype(np.float32, copy=False)
+
+
+def _file_cfg(cfg: Config, clip: Clip, multilingual: bool, set_overrides: bool = True) -> Config:
+    cfg = set_config(cfg, clip.set, set_overrides)
     if multilingual and cfg.asr.language == "auto":
         return with_overrides(cfg, {"asr.language": clip.language.split("-")[0]})
     return cfg
@@ -184,14 +198,15 @@ def bench_file(
     *,
     realtime: bool,
     progress: Progress,
+    set_overrides: bool = True,
 ) -> FileResult:
     """Stream and offline-decode one file; score and time both."""
     from ..runner import TimedEvent, run_audio
 
-    audio = load_audio(clip.path)
+    audio = clip_audio(clip)
     duration = len(audio) / SAMPLE_RATE
     progress.start_file(clip, duration)
-    fcfg = _file_cfg(cfg, clip, bool(loaded.multilingual))
+    fcfg = _file_cfg(cfg, clip, bool(loaded.multilingual), set_overrides)
     scorer = TextScorer(clip.language, remove_fillers=clip.spontaneous)
 
     def on_event(te: TimedEvent) -> None:
@@ -222,7 +237,7 @@ def bench_file(
 
     finals = [te.event for te in res.events if isinstance(te.event, FinalCaption)]
     stream_text = " ".join(f.text for f in finals).strip()
-    ref = scorer.tokens(clip.reference)
+    ref = scorer.reference_tokens(clip.reference)
     latency = compute(res.events, ref, scorer, fallback_ends=reference_ends(scorer, ref, off_words))
     progress.end_file()
     return FileResult(
@@ -240,6 +255,8 @@ def bench_file(
         offline_seconds=off_s,
         dropped_samples=int(res.dropped_samples),
         events=len(res.events),
+        continuity=compute_continuity(res.events, ref, scorer, off_words),
+        config_overrides=overrides_for(clip.set, set_overrides),
         timeline=list(res.events),
     )
 
@@ -289,6 +306,7 @@ def run_bench(
     idle_seconds: float,
     progress: Progress | None = None,
     on_file: Callable[[BenchRun], None] | None = None,
+    set_overrides: bool = True,
 ) -> BenchRun:
     """Benchmark every clip with one loaded model, then measure idle CPU.
 
@@ -297,7 +315,7 @@ def run_bench(
     progress = progress or Progress()
     t0 = time.monotonic()
     loaded, decoder, info = load(cfg)
-    run = BenchRun(realtime=realtime, cfg=cfg, model=info)
+    run = BenchRun(realtime=realtime, cfg=cfg, model=info, set_overrides=set_overrides)
     supported = [str(x) for x in getattr(loaded.model, "supported_languages", ())]
     for clip in clips:
         reason = skip_reason(clip, info.multilingual, info.name, supported)
@@ -306,7 +324,8 @@ def run_bench(
             progress.skip_file(clip)
             continue
         try:
-            fr = bench_file(clip, cfg, loaded, decoder, realtime=realtime, progress=progress)
+            fr = bench_file(clip, cfg, loaded, decoder, realtime=realtime, progress=progress,
+                            set_overrides=set_overrides)
         except AudioError as exc:
             run.failed.append((clip.key, str(exc)))
             progress.skip_file(clip)

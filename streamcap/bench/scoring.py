@@ -6,6 +6,10 @@
 - Curly apostrophes are made straight first, so ``beauty’s`` and ``beauty's`` score the same.
 - Spontaneous speech (``remove_fillers``): the filler tokens in :data:`FILLERS` are dropped from
   both sides.
+- References keep words written in brackets or parentheses: the Whisper normalisers delete
+  ``[...]``, ``<...>`` and ``(...)`` spans (meant for non-speech tags in *model output*), so
+  :meth:`TextScorer.reference_tokens` turns those brackets into spaces first. Hypotheses keep
+  the normaliser's behaviour (a ``[MUSIC]`` tag from the model is not a word).
 - zh and ja (no word spaces) are scored by character error rate: the normalised text without
   whitespace, one token per character. Everything else is scored by word error rate.
 
@@ -27,6 +31,8 @@ Metric = Literal["wer", "cer"]
 CER_LANGUAGES = frozenset({"zh", "ja", "yue"})
 FILLERS = frozenset({"uh", "um", "umm", "uhm", "hmm", "mm", "mhm", "er", "erm", "ah", "yknow"})
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'"})
+# Brackets the normalisers treat as "delete what is inside"; in a reference they are just text.
+_BRACKETS = str.maketrans({c: " " for c in "[]()<>{}"})
 
 
 def _clean(text: str) -> str:
@@ -77,6 +83,10 @@ class TextScorer:
         if self.metric == "cer":
             return [c for w in words for c in w]
         return words
+
+    def reference_tokens(self, text: str) -> list[str]:
+        """Tokens of a reference transcript: like :meth:`tokens`, but bracketed words are kept."""
+        return self.tokens(text.translate(_BRACKETS))
 
 
 @dataclass(frozen=True)
@@ -130,7 +140,7 @@ def count_errors(ref: list[str], hyp: list[str]) -> ErrorCounts:
 
 def score(scorer: TextScorer, reference: str, hypothesis: str) -> ErrorCounts:
     """Normalise both texts with ``scorer`` and count the errors."""
-    return count_errors(scorer.tokens(reference), scorer.tokens(hypothesis))
+    return count_errors(scorer.reference_tokens(reference), scorer.tokens(hypothesis))
 
 
 def total(counts: Iterable[ErrorCounts]) -> ErrorCounts:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from support.pulse import PulseServer
 
 from streamcap.audio.devices import (
     NO_INPUT_HELP,
@@ -24,9 +22,6 @@ from streamcap.audio.devices import (
     select_device,
 )
 from streamcap.errors import AudioDeviceError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support.pulse import PulseServer, private_pulse
 
 
 def _dev(index: int, name: str, *, default: bool = False, pulse: str | None = None,
@@ -135,13 +130,6 @@ def test_device_list_text_marks_monitors_and_explains_the_choice() -> None:
     mon_line = next(x for x in text.splitlines() if "analog-stereo.monitor" in x)
     assert "[monitor" in mon_line
     assert "audio.device" in text and ".monitor" in text and "--input mic:" in text
-
-
-@pytest.fixture(scope="module")
-def pulse() -> Iterator[PulseServer]:
-    """One private PulseAudio for this module, active in this process."""
-    with private_pulse() as pa, pa.activate():
-        yield pa
 
 
 @pytest.mark.system

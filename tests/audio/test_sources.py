@@ -7,14 +7,16 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from support.clips import AUDIO
+from support.pulse import PulseServer
+from support.timing import unit as timeout_unit
+from support.timing import wait_until
 
 from streamcap.audio.decode import load_audio
 from streamcap.audio.sources import (
@@ -30,11 +32,6 @@ from streamcap.audio.sources import (
 from streamcap.config import AudioConfig
 from streamcap.errors import AudioDeviceError, AudioError, ConfigError
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support.pulse import PulseServer, private_pulse, timeout_unit, wait_until
-
-REPO = Path(__file__).resolve().parents[2]
-AUDIO = Path(os.environ.get("STREAMCAP_AUDIO", str(REPO.parent / "shared" / "audio")))
 CLIP = AUDIO / "en_misc" / "sense_and_sensibility_01_austen_64kb-0880.wav"  # 2.99 s
 SHORT_CLIP = AUDIO / "en_librispeech" / "1089-134691-0000.flac"  # 2.09 s
 SR = 16000
@@ -374,13 +371,6 @@ def test_stdin_source_refuses_a_terminal() -> None:
 
 
 # --- the microphone, through a real private PulseAudio ------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pulse() -> Iterator[PulseServer]:
-    """One private PulseAudio with a null sink for this module, active in this process."""
-    with private_pulse() as pa, pa.activate():
-        yield pa
 
 
 def _match(got: np.ndarray[Any, Any], ref: np.ndarray[Any, Any]) -> float:

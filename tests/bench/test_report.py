@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 
+from streamcap.bench.compare import compare_table
+from streamcap.bench.continuity import compute_continuity
 from streamcap.bench.latency import compute
 from streamcap.bench.manifest import Clip
-from streamcap.bench.report import REQUIRED_FIELDS, compare_table, get, report_markdown, results
+from streamcap.bench.report import REQUIRED_FIELDS, get, report_markdown, results
 from streamcap.bench.run import BenchRun, FileResult, IdleResult, ModelInfo
 from streamcap.bench.scoring import TextScorer, count_errors
+from streamcap.bench.sets import overrides_for
 from streamcap.config import Config
 from streamcap.events import Event, FinalCaption, PartialCaption, Word
 
@@ -46,6 +49,31 @@ def _file(set_name: str, lang: str, ref: str, hyp: str, shift: float) -> FileRes
         offline=count_errors(ref_t, scorer.tokens(ref)),
         latency=compute(events, ref_t, scorer), decode_seconds=0.5, wall_seconds=3.0,
         cpu_seconds=1.2, offline_seconds=0.4, dropped_samples=0, events=len(events),
+        continuity=compute_continuity(events, ref_t, scorer),
+        config_overrides=overrides_for(set_name),
+    )
+
+
+def _continuous_file() -> FileResult:
+    """Two finals cut inside speech (no speech_end between them) that lose the word "we"."""
+    scorer = TextScorer("en")
+    ref = "from fairest creatures we desire increase"
+    texts = ("from fairest creatures", "desire increase")
+    finals = []
+    for uid, (text, t0) in enumerate(zip(texts, (0.0, 2.0), strict=True)):
+        words = tuple(Word(" " + t, t0 + 0.5 * i, t0 + 0.5 * i + 0.4)
+                      for i, t in enumerate(text.split()))
+        finals.append(Timed(words[-1].end + 1.0, FinalCaption(uid, text, words, t0,
+                                                              words[-1].end)))
+    ref_t, hyp = scorer.tokens(ref), scorer.tokens(" ".join(texts))
+    clip = Clip("en_continuous", Path("/nowhere/sonnet.wav"), "en", ref)
+    return FileResult(
+        clip=clip, metric="wer", duration=4.0, streaming_text=" ".join(texts),
+        offline_text=ref, streaming=count_errors(ref_t, hyp), offline=count_errors(ref_t, ref_t),
+        latency=compute(finals, ref_t, scorer), decode_seconds=0.5, wall_seconds=4.0,
+        cpu_seconds=1.0, offline_seconds=0.4, dropped_samples=0, events=len(finals),
+        continuity=compute_continuity(finals, ref_t, scorer),
+        config_overrides=overrides_for("en_continuous"),
     )
 
 
@@ -97,15 +125,41 @@ def test_groups_split_wer_and_cer_by_language(doc: dict[str, Any]) -> None:
     assert doc["sets"]["en_misc"]["wer"]["difference"] == pytest.approx(100 / 3, abs=1e-3)
 
 
-def test_targets_use_the_named_sets_when_present(doc: dict[str, Any]) -> None:
-    """Targets are checked over en_librispeech (present) and ignore the other sets."""
+def test_targets_pool_english_sets_and_list_what_is_missing(doc: dict[str, Any]) -> None:
+    """English targets pool every English set; continuous-set targets are missing without it."""
     t = doc["targets"]
-    assert t["sets"] == ["en_librispeech"]
-    by = {c["field"]: c for c in t["checks"]}
-    assert by["wer.difference"]["value"] == 0.0 and by["wer.difference"]["pass"]
-    # Shown delays: 0.3 (the partial's word), then 2.1, 1.6, 1.1, 0.6 (first shown in the final).
-    assert by["latency.partial.p50"]["value"] == pytest.approx(1.1)
-    assert by["cost.cpu_idle_percent"]["value"] == pytest.approx(0.5)
+    assert t["sets"] == ["english"]
+    by = {(c["scope"], c["field"]): c for c in t["checks"]}
+    wer = by[("english", "wer.difference")]  # one error in 8 English reference words
+    assert wer["value"] == pytest.approx(12.5) and wer["pass"] is False
+    # Shown delays: 0.3 and 0.6 (the partials' words), then 2.1, 1.6, 1.1, 0.6 and 1.7 (first
+    # shown in the final).
+    assert by[("english", "latency.partial.p50")]["value"] == pytest.approx(1.1)
+    # Final delays: 0.6 and 1.2 s after the last word; neither final follows a speech_end.
+    assert by[("english", "final_delay.all.p50")]["value"] == pytest.approx(0.9)
+    assert "english: final_delay.at_pause.p50" in t["missing"]
+    assert by[("all", "cost.cpu_idle_percent")]["value"] == pytest.approx(0.5)
+    assert "en_continuous: continuity.lost_at_cuts" in t["missing"]
+    assert doc["set_overrides"] == {}
+
+
+def test_continuous_set_reports_its_cut_loss_and_override() -> None:
+    """A word lost at a cut in the continuous set misses its target and shows in the report."""
+    d = results(_run([_continuous_file()]))
+    c = d["sets"]["en_continuous"]["continuity"]
+    assert (c["boundaries"], c["cuts_inside_speech"], c["lost_at_cuts"],
+            c["lost_inside_speech"], c["doubled_words"]) == (1, 1, 1, 1, 0)
+    by = {(x["scope"], x["field"]): x for x in d["targets"]["checks"]}
+    assert by[("en_continuous", "continuity.lost_at_cuts")]["pass"] is False
+    assert by[("en_continuous", "continuity.doubled_words")]["pass"] is True
+    assert d["final_delay"]["inside_speech"]["count"] == 2
+    assert d["final_delay"]["at_pause"]["count"] == 0  # no speech_end at all in this stream
+    assert d["set_overrides"] == {"en_continuous": {"vad.end_silence_s": 4.0}}
+    assert d["files"][0]["config_overrides"] == {"vad.end_silence_s": 4.0}
+    assert d["files"][0]["cuts"]["lost"][0]["word"] == "we"
+    md = report_markdown(d)
+    assert "`vad.end_silence_s=4.0`" in md and "MISSED" in md
+    assert "lost `we` in sonnet.wav near the inside speech cut" in md
 
 
 def test_report_markdown_has_every_section(doc: dict[str, Any]) -> None:
@@ -139,7 +193,8 @@ def test_empty_run_still_gives_a_valid_document() -> None:
 def test_every_required_field_is_documented() -> None:
     """docs/bench.md names every field the smoke test requires."""
     text = DOCS.read_text(encoding="utf-8")
-    groups = {f.rsplit(".", 1)[0] for f in REQUIRED_FIELDS if f.startswith("latency.")}
+    groups = {f.rsplit(".", 1)[0] for f in REQUIRED_FIELDS
+              if f.startswith(("latency.", "final_delay."))}
     missing = [f for f in REQUIRED_FIELDS
                if f"`{f}`" not in text and f.rsplit(".", 1)[0] not in groups]
     assert missing == []

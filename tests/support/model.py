@@ -1,23 +1,20 @@
-"""Shared real-model helpers for tests: the tiny.en decoder is loaded once per test process."""
+"""Shared real-model helpers for tests: the tiny.en decoder is loaded once per test process;
+whether the multilingual base model's part packages are installed."""
 
 from __future__ import annotations
 
-import csv
 import functools
-import os
-from pathlib import Path
+import importlib.util
 
+from streamcap.asr import store
 from streamcap.asr.decoder import WhisperDecoder
 from streamcap.asr.model import LoadedModel, load_model
 from streamcap.config import Config, from_dict
 
-REPO = Path(__file__).resolve().parents[2]
-AUDIO = Path(os.environ.get("STREAMCAP_AUDIO", REPO.parent / "shared" / "audio"))
+from .clips import AUDIO, REPO, manifest
+from .timing import timeout
 
-
-def timeout(seconds: float) -> float:
-    """A timeout scaled by STREAMCAP_TIMEOUT_SCALE for slow machines."""
-    return seconds * float(os.environ.get("STREAMCAP_TIMEOUT_SCALE", "1"))
+__all__ = ["AUDIO", "REPO", "decoder", "manifest", "missing_parts", "timeout", "tiny"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -31,6 +28,14 @@ def decoder(cfg: Config | None = None) -> WhisperDecoder:
     return WhisperDecoder(tiny(), cfg.asr)
 
 
-def manifest(set_name: str) -> list[dict[str, str]]:
-    with open(AUDIO / set_name / "manifest.tsv", encoding="utf-8") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+def missing_parts(name: str = "base") -> list[str]:
+    """The PyPI distributions of model ``name``'s parts that are not installed (empty: all are).
+
+    Only absence counts: parts that are installed but damaged (wrong size or checksum) are not
+    missing, so the install that uses them fails loudly instead of being skipped.
+    """
+    spec = store.SPECS[name]
+    modules = {p.module: p.dist for p in spec.parts}
+    modules.setdefault(spec.files_module, spec.files_module)
+    return sorted(dist for module, dist in modules.items()
+                  if importlib.util.find_spec(module) is None)

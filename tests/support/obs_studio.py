@@ -22,17 +22,8 @@ from typing import Any
 
 import simpleobsws
 
-
-def timeout_unit() -> float:
-    """Seconds in one test timeout unit (scaled by STREAMCAP_TIMEOUT_SCALE for slow machines)."""
-    return float(os.environ.get("STREAMCAP_TIMEOUT_SCALE", "1"))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from .net import free_port
+from .timing import unit as timeout_unit  # noqa: F401 (re-exported for test_obs)
 
 
 def missing_programs() -> list[str]:

@@ -19,28 +19,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
+from .timing import unit as timeout_unit
+from .timing import wait_until
+
+__all__ = ["SINK", "PulseServer", "private_pulse", "timeout_unit", "wait_until"]
+
 SINK = "streamcap_test"
-
-
-def timeout_unit() -> float:
-    """Seconds in one timeout unit: 1 scaled by ``STREAMCAP_TIMEOUT_SCALE`` (slow machines)."""
-    try:
-        return max(0.1, float(os.environ.get("STREAMCAP_TIMEOUT_SCALE", "1")))
-    except ValueError:
-        return 1.0
-
-
-def wait_until(pred: Callable[[], bool], units: float, what: str, poll: float = 0.02) -> None:
-    """Poll ``pred`` until it holds; fail after ``units`` scaled timeout units."""
-    deadline = time.monotonic() + units * timeout_unit()
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {units * timeout_unit():g} s waiting for {what}")
-        time.sleep(poll)
 
 
 _ASOUNDRC = """\
