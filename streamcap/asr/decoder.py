@@ -16,7 +16,7 @@ directly instead of ``WhisperModel.transcribe`` for two reasons:
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -74,18 +74,25 @@ class Hypothesis:
     language: str = "en"
     language_probability: float = 1.0
     audio_end: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 class HypothesisSource(Protocol):
-    """Anything that turns a :class:`DecodeRequest` into a :class:`Hypothesis`."""
+    """Anything that turns a :class:`DecodeRequest` into a :class:`Hypothesis`.
+
+    This is what the engine, the worker and the runners use: ``decode`` (the one place a decode
+    is timed: ``decode_seconds`` adds up its wall time), ``retune`` (new decoding settings from
+    the next pass on, e.g. on SIGHUP) and ``multilingual`` (whether the language is detected).
+    """
 
     def decode(self, req: DecodeRequest) -> Hypothesis: ...
 
-    def detect_language(self, audio: Samples) -> tuple[str, float]: ...
+    def retune(self, cfg: AsrConfig) -> None: ...
 
     @property
     def multilingual(self) -> bool: ...
+
+    @property
+    def decode_seconds(self) -> float: ...
 
 
 def compression_ratio(text: str) -> float:

@@ -5,17 +5,33 @@ runs the decoder, and hands the :class:`Hypothesis` back.
 
 Rules
 -----
-- While an utterance is open, a partial pass is due every ``asr.partial_interval_s`` of new audio;
-  it always covers the utterance's newest audio (a worker that falls behind simply skips the
-  passes it could not make).
-- Stability is LocalAgreement-``n`` (``asr.agreement``, default 2): a word is committed when the
+- While a VAD utterance is open, the policy keeps a *decode window*: the audio since the last
+  final (plus an overlap, below). A partial pass is due every ``asr.partial_interval_s`` of new
+  audio and always decodes the whole window up to the newest audio (a worker that falls behind
+  simply skips the passes it could not make). Its cost is bounded by the window, not by the
+  length of the utterance.
+- Stability is LocalAgreement-``n`` (``asr.agreement``, default 3): a word is committed when the
   last ``n`` hypotheses agree on it (compared after normalisation) *and* it ends at least
   ``asr.commit_margin_s`` before the end of the audio the newest hypothesis saw. Committed words
-  are never retracted: they are forced as the decoder prefix of every later pass.
-- At the VAD end of an utterance one final pass (beam search, full context by default) decodes
-  what follows the committed words. Pending finals are never skipped, however far behind.
-- An utterance reaching ``vad.max_utterance_s`` is cut at the end of its last committed word
-  (never mid-word); its committed words become a final and the rest starts a new utterance.
+  are forced as the decoder prefix of every later partial pass.
+- **Sentence finals** (``asr.sentence_finals``): once a committed word ends a sentence (or a
+  clause, when the words since the last final span ``asr.clause_after_s``) and the newest pass
+  has heard a next word, those words become a final and the window moves on, with no pause
+  needed. ``vad.max_utterance_s`` is only a safety net for speech with no punctuation: the
+  window is then cut at its last committed word.
+- **Lossless cuts**: the next window starts before the last words of the finished ones
+  (``asr.overlap_s`` of audio, never from a single timestamp near a window end: the cut point
+  comes from committed words, agreed by several passes and well inside the audio). Those words
+  are forced as the start of the next window's decoder prefix, so the word that straddles the
+  cut is heard whole, and they are never emitted again.
+- **How a final is made** (``asr.final_mode``): ``redecode`` (default) runs one beam-search,
+  full-context pass over the window with only the overlap forced; a sentence final is split
+  from it where its words align (by text) with the committed sentence, so the final may correct
+  a committed word (a pass that loses words keeps the committed ones instead). ``keep_stable``
+  makes a sentence final of the committed words as they are (instantly, no decode) and forces
+  them as the prefix of the end-of-speech pass: stable words never change. At the VAD end of an
+  utterance one final pass decodes the rest (run during the 0.2 s pause already, and used as is
+  if speech does end there). Pending finals are never skipped, however far behind.
 - Hallucination guards: nothing is decoded outside speech; a pass whose ``no_speech_prob`` is high
   while its log-probability is low yields no words; repeated n-gram loops are cut; a pass whose
   text still compresses too well is dropped; loops never reach the prompt of later passes.

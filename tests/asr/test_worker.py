@@ -23,16 +23,19 @@ class SlowSource:
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self.requests: list[DecodeRequest] = []
+        self.decode_seconds = 0.0
+
+    def retune(self, cfg: object) -> None:
+        pass
 
     def decode(self, req: DecodeRequest) -> Hypothesis:
         self.requests.append(req)
         time.sleep(self.delay)
+        self.decode_seconds += self.delay
         end = req.offset + len(req.audio) / SAMPLE_RATE
         words = () if req.prefix else (Word(" hello", req.offset, req.offset + 0.3, 0.9, False),)
         return Hypothesis(words=words, audio_end=end)
 
-    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
-        return "en", 1.0
 
 
 def voiced(seconds: float) -> np.ndarray:
@@ -89,9 +92,11 @@ def test_stop_finalises_the_utterance_in_flight() -> None:
 
 
 def test_a_failing_sink_does_not_kill_the_worker() -> None:
-    """An exception in the event callback is logged and the worker carries on."""
+    """An exception in the event callback is logged and the worker carries on to the final."""
+    seen: list[Event] = []
 
     def boom(e: Event) -> None:
+        seen.append(e)
         raise RuntimeError("sink broke")
 
     worker = EngineWorker(CaptionEngine(from_dict({}), SlowSource(0.0)), boom, 30.0)
@@ -99,3 +104,6 @@ def test_a_failing_sink_does_not_kill_the_worker() -> None:
     worker.submit(voiced(2.0))
     assert worker.stop(timeout(30))
     assert worker.error is None
+    # Every event after the first failure still reached the sink, the final included.
+    assert [e.type for e in seen][0] == "vad"
+    assert isinstance(seen[-1], FinalCaption) and seen[-1].text == "hello"
