@@ -105,5 +105,5 @@ def test_a_failing_sink_does_not_kill_the_worker() -> None:
     assert worker.stop(timeout(30))
     assert worker.error is None
     # Every event after the first failure still reached the sink, the final included.
-    assert [e.type for e in seen][0] == "vad"
+    assert seen[0].type == "vad"
     assert isinstance(seen[-1], FinalCaption) and seen[-1].text == "hello"
