@@ -183,10 +183,15 @@ def _ref_spans(
 def _lost_and_doubled(
     ref: Sequence[str], finals: Sequence[_Final], bounds: Sequence[Boundary],
     spans: Sequence[tuple[float, float] | None], out: Continuity,
+    ref_words: Sequence[int] | None = None,
 ) -> None:
     hyp = [t for f in finals for t in f.tokens]
     owner = [k for k, f in enumerate(finals) for _ in f.tokens]
     pairs = align(ref, [t.text for t in hyp])
+    # A written word whose tokens are partly matched has a counterpart: a deleted token of it
+    # (the "would" of "remember'd" heard as "remembered") is misheard, not lost.
+    heard_words = {ref_words[p.ref] for p in pairs
+                   if ref_words is not None and p.ref is not None and p.hyp is not None}
     # For each pair, the hypothesis tokens just before and after it (for deleted words).
     prev_hyp: list[int | None] = []
     last: int | None = None
@@ -203,6 +208,8 @@ def _lost_and_doubled(
     for i, p in enumerate(pairs):
         if p.op == "delete" and p.ref is not None:
             out.deleted_words += 1
+            if ref_words is not None and ref_words[p.ref] in heard_words:
+                continue
             a, b = prev_hyp[i], next_hyp[i]
             span = spans[p.ref]
             if span is None and a is not None and b is not None:
@@ -273,6 +280,7 @@ def compute_continuity(
     ref: Sequence[str],
     scorer: TextScorer,
     offline_words: Sequence[Word] | None = None,
+    ref_words: Sequence[int] | None = None,
 ) -> Continuity:
     """Boundaries, lost and doubled words, stable words changed and final delays of one run."""
     out = Continuity()
@@ -280,7 +288,8 @@ def compute_continuity(
     speech_ends = [float(te.event.time) for te in events
                    if isinstance(te.event, VadEvent) and te.event.state == "speech_end"]
     out.boundaries = boundaries(finals, speech_ends)
-    _lost_and_doubled(ref, finals, out.boundaries, _ref_spans(ref, scorer, offline_words), out)
+    _lost_and_doubled(ref, finals, out.boundaries, _ref_spans(ref, scorer, offline_words), out,
+                      ref_words)
     _stable_changes(events, scorer, out)
     for k, f in enumerate(finals):
         if k < len(out.boundaries):

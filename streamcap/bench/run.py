@@ -254,7 +254,8 @@ def bench_file(
         offline_seconds=off_s,
         dropped_samples=int(res.dropped_samples),
         events=len(res.events),
-        continuity=compute_continuity(res.events, ref, scorer, off_words),
+        continuity=compute_continuity(res.events, ref, scorer, off_words,
+                                      scorer.reference_words(clip.reference)),
         config_overrides=overrides_for(clip.set, set_overrides),
         timeline=list(res.events),
     )
