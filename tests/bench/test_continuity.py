@@ -194,3 +194,14 @@ def test_a_written_word_split_by_the_normaliser_is_misheard_not_lost() -> None:
     assert [w.text for w in c.lost] == ["to"]
     without = compute_continuity(events, ref, EN)
     assert sorted(w.text for w in without.lost) == ["to", "would"]
+
+
+def test_a_final_that_merges_two_stable_words_changes_only_those() -> None:
+    """A final that hears two stable words as one changes those two, not every word after."""
+    shown = _words("look in thy glass and tell the face", 0.0)
+    events = [
+        Timed(3.0, _partial(0, 1, shown)),
+        Timed(4.0, _final(0, "looking thy glass and tell the face", 0.0)),
+    ]
+    c = compute_continuity(events, EN.tokens("look in thy glass and tell the face"), EN)
+    assert c.stable_shown == 8 and c.stable_changed == 2
