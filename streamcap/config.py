@@ -64,6 +64,10 @@ class AsrConfig:
     final_context: Literal["short", "full"] = "full"
     agreement: int = 3
     commit_margin_s: float = 0.3
+    sentence_finals: bool = True
+    clause_after_s: float = 4.0
+    overlap_s: float = 1.0
+    final_mode: Literal["redecode", "keep_stable"] = "redecode"
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
@@ -145,6 +149,8 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("asr.partial_interval_s", lambda v: 0.1 <= v <= 5, "expected 0.1..5"),
     ("asr.agreement", lambda v: 1 <= v <= 5, "expected 1..5"),
     ("asr.commit_margin_s", lambda v: 0 <= v <= 5, "expected 0..5"),
+    ("asr.clause_after_s", lambda v: 0 <= v <= 30, "expected 0 (never)..30"),
+    ("asr.overlap_s", lambda v: 0.2 <= v <= 5, "expected 0.2..5"),
     ("asr.no_speech_threshold", lambda v: 0 <= v <= 1, "expected 0..1"),
     ("asr.log_prob_threshold", lambda v: -20 <= v <= 0, "expected -20..0"),
     ("asr.compression_ratio_threshold", lambda v: 1 <= v <= 10, "expected 1..10"),

@@ -3,12 +3,14 @@
 It owns no thread, socket or clock. ``feed()`` is deterministic (as if the worker were infinitely
 fast and kept to the decoding cadence); live shells call ``push()`` with all audio that has
 arrived and then ``step()`` once, so a worker that falls behind always decodes the newest audio
-(partials are skipped, finals never).
+(partials are skipped, finals never). ``push()`` never decodes; ``step()`` runs exactly one decode
+(or none), so timing ``step()`` times every decode.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 
 import numpy as np
 
@@ -29,6 +31,9 @@ class CaptionEngine:
         self.vad = VadSegmenter(cfg.vad, cfg.audio.frame_ms)
         self.policy = StreamingPolicy(cfg, multilingual=decoder.multilingual)
         self.samples_in = 0
+        self._keep_original = cfg.asr.task == "translate" and cfg.asr.translate_keep_original
+        # Translated finals waiting for their original-language pass: (final, audio, offset).
+        self._held: deque[tuple[FinalCaption, np.ndarray | None, float]] = deque()
         self._chunk = max(self.vad.frame, int(0.05 * SAMPLE_RATE))
 
     def retune(self, cfg: Config) -> None:
@@ -41,9 +46,7 @@ class CaptionEngine:
         self.cfg = cfg
         self.vad.retune(cfg.vad)
         self.policy.retune(cfg)
-        retune = getattr(self.decoder, "retune", None)
-        if retune is not None:
-            retune(cfg.asr)
+        self.decoder.retune(cfg.asr)
 
     @property
     def audio_time(self) -> float:
@@ -58,32 +61,55 @@ class CaptionEngine:
         for seg in self.vad.feed(samples):
             out += self.policy.on_segment(seg)
         # A final made during a pause comes out here, at the end of speech.
-        return self._post(out)
+        return self._hold(out)
 
     def step(self) -> list[PolicyEvent]:
-        """Run at most one decode (a pending final first, else a due partial)."""
+        """Run at most one decode: a held final's original-language pass, a pending final, or
+        a due partial, in that order."""
+        if self._held:
+            final, audio, offset = self._held.popleft()
+            return [self._with_original(final, audio, offset), *self._release()]
         req = self.policy.next_request()
         if req is None:
             return []
         hyp = self.decoder.decode(req)
-        return self._post(self.policy.on_hypothesis(req, hyp))
+        return self._hold(self.policy.on_hypothesis(req, hyp))
 
-    def _post(self, events: list[PolicyEvent]) -> list[PolicyEvent]:
-        """Finishing touches on finals, wherever the policy produced them."""
-        if self.cfg.asr.task == "translate" and self.cfg.asr.translate_keep_original:
-            events = [self._with_original(ev) for ev in events]
-        return events
+    def _hold(self, events: list[PolicyEvent]) -> list[PolicyEvent]:
+        """With ``translate_keep_original``, a translated final waits for its original-language
+        pass (the next step's decode); later finals wait behind it so finals stay in order."""
+        if not self._keep_original:
+            return events
+        out: list[PolicyEvent] = []
+        for ev in events:
+            if isinstance(ev, FinalCaption) and (self._held or self._needs_original(ev)):
+                audio = self.policy.final_audio(ev.utterance_id)
+                self._held.append((ev, *audio) if audio is not None else (ev, None, 0.0))
+            else:
+                out.append(ev)
+        return out + self._release()
 
-    def _with_original(self, ev: PolicyEvent) -> PolicyEvent:
-        """Translate finals keep the English text as ``translation`` and decode the original."""
-        if not isinstance(ev, FinalCaption) or ev.language == "en":
-            return ev
-        audio = self.policy.final_audio(ev.utterance_id)
+    def _needs_original(self, ev: FinalCaption) -> bool:
+        return ev.language != "en"
+
+    def _release(self) -> list[PolicyEvent]:
+        """Held finals at the head of the line that need no decode go out now."""
+        out: list[PolicyEvent] = []
+        while self._held:
+            final, audio, _ = self._held[0]
+            if audio is not None and self._needs_original(final):
+                break
+            out.append(self._held.popleft()[0])
+        return out
+
+    def _with_original(
+        self, ev: FinalCaption, audio: np.ndarray | None, offset: float
+    ) -> FinalCaption:
+        """A translated final keeps the English text as ``translation`` and gets the original."""
         if audio is None:
             return ev
-        samples, offset = audio
         orig = self.decoder.decode(
-            DecodeRequest(samples, offset, final=True, language=ev.language, task="transcribe")
+            DecodeRequest(audio, offset, final=True, language=ev.language, task="transcribe")
         )
         text = join_words(orig.words)
         if not text:
@@ -97,8 +123,8 @@ class CaptionEngine:
 
     @property
     def due(self) -> bool:
-        """Whether a decode is due now (a pending final, or a partial at the cadence)."""
-        return self.policy.due()
+        """Whether a decode is due now (a held or pending final, or a partial at the cadence)."""
+        return bool(self._held) or self.policy.due()
 
     def feed(self, samples: Samples) -> list[PolicyEvent]:
         """Push audio in small chunks and decode at the configured cadence (deterministic)."""
@@ -114,7 +140,7 @@ class CaptionEngine:
         """End of input: finalise the utterance in flight; nothing is lost at the end."""
         out: list[PolicyEvent] = []
         for seg in self.vad.finish():
-            out += self._post(self.policy.on_segment(seg))
-        while self.policy.closing:
+            out += self._hold(self.policy.on_segment(seg))
+        while self.policy.closing or self._held:
             out += self.step()
         return out

@@ -74,7 +74,7 @@ def run_audio(
             on_event(te)
 
     block = max(1, int(block_s * SAMPLE_RATE))
-    decoded_before = float(getattr(decoder, "decode_seconds", 0.0))
+    decoded_before = decoder.decode_seconds
     if not realtime:
         for i in range(0, len(audio), block):
             for ev in engine.feed(audio[i : i + block]):
@@ -82,7 +82,7 @@ def run_audio(
         for ev in engine.finish():
             emit(ev)
         # The decoder may be shared across runs: count this run's decoding only.
-        result.decode_seconds = float(getattr(decoder, "decode_seconds", 0.0)) - decoded_before
+        result.decode_seconds = decoder.decode_seconds - decoded_before
     else:
         # Generous queue: the file shell must never drop audio (the daemon's is bounded).
         worker = EngineWorker(engine, emit, queue_seconds=max(60.0, result.duration + 1))

@@ -16,7 +16,7 @@ directly instead of ``WhisperModel.transcribe`` for two reasons:
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -32,6 +32,18 @@ MAX_FRAMES = 3000
 SHORT_PAD_FRAMES = 400  # 4 s of padding after the audio in short-context passes
 BUCKET_FRAMES = 100  # encoder inputs are whole seconds long
 ALIGN_SLACK_FRAMES = 50  # frames of padding the word alignment may use
+# Whisper's text context: 448 tokens; a prompt of earlier text takes at most half of it (as in
+# Whisper's own decoding), and the forced prefix is capped below what is left.
+TEXT_CONTEXT_TOKENS = 448
+MAX_PROMPT_TOKENS = TEXT_CONTEXT_TOKENS // 2 - 1
+MAX_PREFIX_TOKENS = 200
+# New tokens a pass may produce: a floor plus a rate per second of audio after the prefix.
+# Speech runs at 2-5 words/s, about 1.3 tokens a word plus punctuation. Partial passes on short
+# context are capped tight (a bare short window tempts the decoder to run on); a final pass,
+# which may re-decode a whole sentence, gets room for fast speech.
+MIN_NEW_TOKENS = 6
+PARTIAL_TOKENS_PER_S = 5
+FINAL_TOKENS_PER_S = 10
 
 
 @dataclass(frozen=True)
@@ -62,18 +74,25 @@ class Hypothesis:
     language: str = "en"
     language_probability: float = 1.0
     audio_end: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 class HypothesisSource(Protocol):
-    """Anything that turns a :class:`DecodeRequest` into a :class:`Hypothesis`."""
+    """Anything that turns a :class:`DecodeRequest` into a :class:`Hypothesis`.
+
+    This is what the engine, the worker and the runners use: ``decode`` (the one place a decode
+    is timed: ``decode_seconds`` adds up its wall time), ``retune`` (new decoding settings from
+    the next pass on, e.g. on SIGHUP) and ``multilingual`` (whether the language is detected).
+    """
 
     def decode(self, req: DecodeRequest) -> Hypothesis: ...
 
-    def detect_language(self, audio: Samples) -> tuple[str, float]: ...
+    def retune(self, cfg: AsrConfig) -> None: ...
 
     @property
     def multilingual(self) -> bool: ...
+
+    @property
+    def decode_seconds(self) -> float: ...
 
 
 def compression_ratio(text: str) -> float:
@@ -186,22 +205,23 @@ class WhisperDecoder:
         ctx_parts = [p for p in (self.cfg.hotwords, self.cfg.initial_prompt, req.context) if p]
         if ctx_parts:
             ctx_tokens = tok.encode(" " + " ".join(s.strip() for s in ctx_parts))
-            prompt = [tok.sot_prev, *ctx_tokens[-(223 - 1) :]]
+            prompt = [tok.sot_prev, *ctx_tokens[-(MAX_PROMPT_TOKENS - 1) :]]
         prompt += list(tok.sot_sequence)
         prompt.append(tok.no_timestamps)
         prefix_text = "".join(w.text for w in req.prefix).strip()
         # Scripts written without spaces must not get one before the forced prefix.
         lead = "" if language in ("zh", "ja", "yue", "th", "lo", "my") else " "
         prefix_tokens: list[int] = tok.encode(lead + prefix_text) if prefix_text else []
-        prefix_tokens = prefix_tokens[-200:]
+        prefix_tokens = prefix_tokens[-MAX_PREFIX_TOKENS:]
         prompt += prefix_tokens
 
-        # Cap the new tokens by the audio length: ~3 words/s of speech, a few tokens a word.
-        # (Counted from the end of the committed prefix: the prefix is already decoded.)
+        # Cap the new tokens by the audio length (counted from the end of the forced prefix:
+        # the prefix is already decoded).
         fresh = audio_end - (req.prefix[-1].end if req.prefix else req.offset)
-        max_new = int(6 + 5 * max(0.0, fresh))
+        rate = FINAL_TOKENS_PER_S if req.final else PARTIAL_TOKENS_PER_S
+        max_new = int(MIN_NEW_TOKENS + rate * max(0.0, fresh))
         # CTranslate2 counts the forced prefix twice against max_length (prompt and result).
-        max_length = min(448, len(prompt) + len(prefix_tokens) + max_new)
+        max_length = min(TEXT_CONTEXT_TOKENS, len(prompt) + len(prefix_tokens) + max_new)
         beam = self.cfg.beam_size if req.final else self.cfg.partial_beam_size
         result = self._ct2.generate(
             enc,

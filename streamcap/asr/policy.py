@@ -5,17 +5,33 @@ runs the decoder, and hands the :class:`Hypothesis` back.
 
 Rules
 -----
-- While an utterance is open, a partial pass is due every ``asr.partial_interval_s`` of new audio;
-  it always covers the utterance's newest audio (a worker that falls behind simply skips the
-  passes it could not make).
-- Stability is LocalAgreement-``n`` (``asr.agreement``, default 2): a word is committed when the
+- While a VAD utterance is open, the policy keeps a *decode window*: the audio since the last
+  final (plus an overlap, below). A partial pass is due every ``asr.partial_interval_s`` of new
+  audio and always decodes the whole window up to the newest audio (a worker that falls behind
+  simply skips the passes it could not make). Its cost is bounded by the window, not by the
+  length of the utterance.
+- Stability is LocalAgreement-``n`` (``asr.agreement``, default 3): a word is committed when the
   last ``n`` hypotheses agree on it (compared after normalisation) *and* it ends at least
   ``asr.commit_margin_s`` before the end of the audio the newest hypothesis saw. Committed words
-  are never retracted: they are forced as the decoder prefix of every later pass.
-- At the VAD end of an utterance one final pass (beam search, full context by default) decodes
-  what follows the committed words. Pending finals are never skipped, however far behind.
-- An utterance reaching ``vad.max_utterance_s`` is cut at the end of its last committed word
-  (never mid-word); its committed words become a final and the rest starts a new utterance.
+  are forced as the decoder prefix of every later partial pass.
+- **Sentence finals** (``asr.sentence_finals``): once a committed word ends a sentence (or a
+  clause, when the words since the last final span ``asr.clause_after_s``) and the newest pass
+  has heard a next word, those words become a final and the window moves on, with no pause
+  needed. ``vad.max_utterance_s`` is only a safety net for speech with no punctuation: the
+  window is then cut at its last committed word.
+- **Lossless cuts**: the next window starts before the last words of the finished ones
+  (``asr.overlap_s`` of audio, never from a single timestamp near a window end: the cut point
+  comes from committed words, agreed by several passes and well inside the audio). Those words
+  are forced as the start of the next window's decoder prefix, so the word that straddles the
+  cut is heard whole, and they are never emitted again.
+- **How a final is made** (``asr.final_mode``): ``redecode`` (default) runs one beam-search,
+  full-context pass over the window with only the overlap forced; a sentence final is split
+  from it where its words align (by text) with the committed sentence, so the final may correct
+  a committed word (a pass that loses words keeps the committed ones instead). ``keep_stable``
+  makes a sentence final of the committed words as they are (instantly, no decode) and forces
+  them as the prefix of the end-of-speech pass: stable words never change. At the VAD end of an
+  utterance one final pass decodes the rest (run during the 0.2 s pause already, and used as is
+  if speech does end there). Pending finals are never skipped, however far behind.
 - Hallucination guards: nothing is decoded outside speech; a pass whose ``no_speech_prob`` is high
   while its log-probability is low yields no words; repeated n-gram loops are cut; a pass whose
   text still compresses too well is dropped; loops never reach the prompt of later passes.
@@ -23,6 +39,7 @@ Rules
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -113,10 +130,64 @@ def lcp(a: list[str], b: list[str]) -> int:
     return n
 
 
+SENTENCE_END = (".", "?", "!", "…", "。", "？", "！")
+CLAUSE_END = (",", ";", ":", "，", "；", "：", "、")
+_CLOSERS = "\"')]}”’»"
+# Audio kept before the first overlap word's start (its timestamp may be a little late).
+CUT_GUARD_S = 0.1
+# A sentence final pass that returns fewer than this share of the sentence's committed words
+# stopped early (or lost its way): the committed words are kept instead.
+MIN_FINAL_SHARE = 0.75
+
+
+def split_index(
+    hyp: list[Word], ref: list[Word], boundary: int, boundary_time: float
+) -> int:
+    """How many leading words of ``hyp`` belong before position ``boundary`` of ``ref``.
+
+    ``ref`` is what the partial passes saw (the sentence's committed words, then the words
+    after it); ``hyp`` is a final pass over the same audio. The text decides (difflib over
+    normalised words); time only settles words inside a stretch the two texts disagree on that
+    straddles the boundary, so one wrong timestamp near a window end cannot move the split.
+    """
+    a = [norm(w.text) for w in ref]
+    b = [norm(w.text) for w in hyp]
+    before = [False] * len(hyp)
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        for j in range(j1, j2):
+            if tag == "equal":
+                before[j] = i1 + (j - j1) < boundary
+            elif i2 <= boundary and not i1 == i2 == boundary:
+                before[j] = True
+            elif i1 >= boundary and not i1 == i2 == boundary:
+                before[j] = False
+            else:  # straddles the boundary, or inserted right at it
+                w = hyp[j]
+                before[j] = (w.start + w.end) / 2 < boundary_time
+    n = 0
+    for j, is_before in enumerate(before):
+        if is_before:
+            n = j + 1
+    return n
+
+
+def ends_with(word: Word, marks: tuple[str, ...]) -> bool:
+    """Whether a word ends with one of ``marks`` (closing quotes and brackets ignored)."""
+    return word.text.rstrip().rstrip(_CLOSERS).endswith(marks)
+
+
 @dataclass
 class _Utterance:
+    """An open decode window (or, in ``closing``, a final waiting for its pass).
+
+    ``carried`` are the last words of the previous final whose audio starts this window: they
+    are forced as the start of the decoder prefix and never emitted again. ``committed`` are the
+    stable words not yet in a final; ``tail`` the newest pass's unstable words after them.
+    """
+
     id: int
-    start: int  # absolute sample where this utterance's audio starts
+    start: int  # absolute sample where this window's audio starts
+    carried: list[Word] = field(default_factory=list)
     committed: list[Word] = field(default_factory=list)
     history: deque[list[str]] = field(default_factory=lambda: deque(maxlen=8))
     tail: list[Word] = field(default_factory=list)
@@ -127,8 +198,11 @@ class _Utterance:
     end: int | None = None
     audio: np.ndarray | None = None  # copied when the utterance closes
     pause_end: int | None = None  # while paused: where a final pass would end its audio
-    spec: tuple[int, int, Hypothesis] | None = None  # (audio end, committed count, final pass)
+    spec: tuple[int, int, Hypothesis] | None = None  # (audio end, prefix length, final pass)
     shown: tuple[tuple[str, bool], ...] = ()
+    # A sentence final waiting for its pass: ``committed`` is the sentence, ``tail`` the words
+    # the partial passes saw after it (for the text alignment that splits the pass).
+    sentence: bool = False
 
 
 class StreamingPolicy:
@@ -140,8 +214,6 @@ class StreamingPolicy:
     UNSURE_LOGPROB = -0.3
 
     def __init__(self, cfg: Config, multilingual: bool = False) -> None:
-        self.cfg = cfg
-        self.asr = cfg.asr
         self.multilingual = multilingual
         if not multilingual:
             self.fixed_language: str | None = "en"
@@ -153,9 +225,7 @@ class StreamingPolicy:
         self.closing: deque[_Utterance] = deque()
         self._last_final: tuple[int, np.ndarray, float] | None = None
         self._context: deque[str] = deque(maxlen=40)
-        self._interval = int(cfg.asr.partial_interval_s * SAMPLE_RATE)
-        self._max_len = int(cfg.vad.max_utterance_s * SAMPLE_RATE)
-        self._margin = cfg.asr.commit_margin_s
+        self.retune(cfg)
         # Language detection (auto mode) needs audio: a confident guess may lock the language
         # after 1 s; otherwise it is locked at 3 s (base: 9/19 clips right at 1 s, 18/19 at 3 s).
         # Trailing silence kept for the final pass (the VAD reports a pause after as much).
@@ -170,6 +240,7 @@ class StreamingPolicy:
         self._interval = int(cfg.asr.partial_interval_s * SAMPLE_RATE)
         self._max_len = int(cfg.vad.max_utterance_s * SAMPLE_RATE)
         self._margin = cfg.asr.commit_margin_s
+        self._redecode = cfg.asr.final_mode == "redecode"
 
     # --- VAD side ------------------------------------------------------------------------
 
@@ -207,7 +278,7 @@ class StreamingPolicy:
     def _close(self, u: _Utterance, end: int) -> list[PolicyEvent]:
         u.end = min(self.ring.end, end + self._tail_keep)
         self.open = None
-        if u.spec is not None and u.spec[0] == u.end and u.spec[1] == len(u.committed):
+        if u.spec is not None and u.spec[0] == u.end and u.spec[1] == len(self._final_prefix(u)):
             # The final pass already ran during the pause, on exactly this audio.
             return self._finalise(u, u.spec[2])
         u.audio = self.ring.get(u.start, u.end)
@@ -217,24 +288,76 @@ class StreamingPolicy:
         return []
 
     def _forced_cut(self, u: _Utterance) -> list[PolicyEvent]:
-        if not u.committed:
-            # Nothing stable after max length (noise, music, or a decoder in trouble): finalise
-            # the whole window with a proper final pass and start afresh.
-            end = self.ring.end
-            self._close(u, end)
-            self.open = self._new_utterance(end)
-            self.ring.release(end)
-            return []
-        last = u.committed[-1]
-        # Cut where the last committed word ends, or where the next word starts if the
-        # timestamps overlap: the next utterance must hear the whole of its first word.
-        cut_t = min(last.end, u.tail[0].start) if u.tail else last.end
-        cut = min(self.ring.end, max(u.start, int(cut_t * SAMPLE_RATE)))
-        final = self._final_event(u, list(u.committed))
-        self._last_final = (u.id, self.ring.get(u.start, cut), u.start / SAMPLE_RATE)
-        self.open = self._new_utterance(cut)
-        self.ring.release(cut)
-        return [final] if final else []
+        """The safety net: a window reached ``vad.max_utterance_s`` with no sentence end."""
+        if u.committed:
+            return self._cut(u, len(u.committed))
+        # Nothing stable after max length (noise, music, or a decoder in trouble): finalise
+        # the whole window with a proper final pass and start afresh.
+        end = self.ring.end
+        self._close(u, end)
+        self.open = self._new_utterance(end)
+        self.ring.release(end)
+        return []
+
+    def _sentence_end(self, u: _Utterance) -> int | None:
+        """How many committed words form finished sentences (None: no boundary yet).
+
+        A boundary is a committed word ending a sentence, or a clause once the words since the
+        last final span ``asr.clause_after_s``, with a next word already begun (heard by the
+        newest pass). The last such boundary wins.
+        """
+        if not self.asr.sentence_finals or not u.committed:
+            return None
+        words = u.committed
+        following = len(words) + len(u.tail)
+        first = words[0].start
+        clause_s = self.asr.clause_after_s
+        best = None
+        for i, w in enumerate(words):
+            if i + 1 >= following:
+                break
+            if ends_with(w, SENTENCE_END) or (
+                clause_s > 0 and w.end - first >= clause_s and ends_with(w, CLAUSE_END)
+            ):
+                best = i + 1
+        return best
+
+    def _cut(self, u: _Utterance, n: int) -> list[PolicyEvent]:
+        """Finish the first ``n`` committed words as a final and move the window on, losslessly.
+
+        The next window starts before the last words of the finished ones (``asr.overlap_s`` of
+        audio): those words are forced as its prefix, so the word that straddles the cut is
+        heard whole and nothing is said twice.
+        """
+        sentence, rest = u.committed[:n], u.committed[n:]
+        pool = u.carried + sentence
+        k = len(pool) - 1
+        while k > 0 and pool[-1].end - pool[k].start < self.asr.overlap_s:
+            k -= 1
+        overlap = pool[k:]
+        new_start = int((overlap[0].start - CUT_GUARD_S) * SAMPLE_RATE)
+        new_start = min(self.ring.end, max(u.start, new_start))
+        out: list[PolicyEvent] = []
+        if self._redecode:
+            out += self._partial_event(u)  # show the sentence until its final arrives
+            pending = replace(
+                u, committed=sentence, tail=rest + u.tail, sentence=True, end=self.ring.end,
+                audio=self.ring.get(u.start, self.ring.end), history=deque(), spec=None,
+            )
+            self.closing.append(pending)
+        else:
+            cut = min(self.ring.end, max(u.start, int(sentence[-1].end * SAMPLE_RATE)))
+            self._last_final = (u.id, self.ring.get(u.start, cut), u.start / SAMPLE_RATE)
+            final = self._final_event(u, sentence)
+            out += [final] if final else []
+        nu = self._new_utterance(new_start)
+        nu.carried, nu.committed, nu.tail = overlap, rest, u.tail
+        nu.history, nu.last_decode_end = u.history, u.last_decode_end
+        nu.language, nu.language_probability = u.language, u.language_probability
+        nu.pause_end = u.pause_end
+        self.open = nu
+        self.ring.release(new_start)
+        return out + self._partial_event(nu)
 
     # --- decoder side --------------------------------------------------------------------
 
@@ -252,6 +375,13 @@ class StreamingPolicy:
             and self.ring.end - u.last_decode_end >= self._interval
         )
 
+    def _final_prefix(self, u: _Utterance) -> tuple[Word, ...]:
+        """What a final pass is forced to start with: the overlap words, and with
+        ``final_mode: keep_stable`` the committed words too."""
+        if self._redecode:
+            return tuple(u.carried)
+        return tuple(u.carried + u.committed)
+
     def next_request(self) -> DecodeRequest | None:
         """The decode to run now, if any: a pending final first, else a due partial."""
         if self.closing:
@@ -260,7 +390,7 @@ class StreamingPolicy:
             return DecodeRequest(
                 audio=u.audio,
                 offset=u.start / SAMPLE_RATE,
-                prefix=tuple(u.committed),
+                prefix=self._final_prefix(u),
                 context=self._context_text(),
                 final=True,
                 language=u.language or self.fixed_language,
@@ -277,7 +407,7 @@ class StreamingPolicy:
             return DecodeRequest(
                 audio=self.ring.get(u.start, u.pause_end),
                 offset=u.start / SAMPLE_RATE,
-                prefix=tuple(u.committed),
+                prefix=self._final_prefix(u),
                 context=self._context_text(),
                 final=True,
                 language=u.language or self.fixed_language,
@@ -291,7 +421,7 @@ class StreamingPolicy:
         return DecodeRequest(
             audio=self.ring.get(u.start),
             offset=u.start / SAMPLE_RATE,
-            prefix=tuple(u.committed),
+            prefix=tuple(u.carried + u.committed),
             context=self._context_text(),
             final=False,
             language=language,
@@ -343,9 +473,9 @@ class StreamingPolicy:
                 cur is not None
                 and cur.pause_end == end
                 and req.offset == cur.start / SAMPLE_RATE
-                and len(req.prefix) == len(cur.committed)
+                and len(req.prefix) == len(self._final_prefix(cur))
             ):
-                cur.spec = (end, len(cur.committed), hyp)
+                cur.spec = (end, len(req.prefix), hyp)
             return []
         if req.final:
             return self._finalise(self.closing.popleft(), hyp)
@@ -358,30 +488,49 @@ class StreamingPolicy:
         return self._last_final[1], self._last_final[2]
 
     def _finalise(self, u: _Utterance, hyp: Hypothesis) -> list[PolicyEvent]:
-        """Turn the final pass of a closed utterance into its final caption."""
+        """Turn the final pass of a closed utterance (or finished sentence) into its final."""
         audio = u.audio if u.audio is not None else self.ring.get(u.start, u.end)
         self._last_final = (u.id, audio, u.start / SAMPLE_RATE)
         if u.language is None:
             u.language, u.language_probability = hyp.language, hyp.language_probability
-        after = u.committed[-1].end if u.committed else u.start / SAMPLE_RATE
-        words, looped = self._clean(hyp, after, u.committed)
+        prefix = list(self._final_prefix(u))
+        after = prefix[-1].end if prefix else u.start / SAMPLE_RATE
+        words, looped = self._clean(hyp, after, prefix)
+        if self._redecode:
+            # The pass re-decoded the committed words too: it may correct them, but must not
+            # lose them (a pass that stops early keeps what the partial passes committed).
+            if u.sentence and words and not looped:
+                boundary_time = (
+                    (u.committed[-1].end + u.tail[0].start) / 2
+                    if u.tail else u.committed[-1].end + CUT_GUARD_S
+                )
+                words = words[: split_index(words, u.committed + u.tail, len(u.committed),
+                                            boundary_time)]
+            if looped or not words or len(words) < MIN_FINAL_SHARE * len(u.committed):
+                if u.sentence:
+                    words, looped = list(u.committed), False
+                else:
+                    kept, tail_looped = cut_loops(u.tail, (prefix + u.committed)[-30:])
+                    words, looped = u.committed + kept, looped or tail_looped
+            final = self._final_event(u, words, looped=looped)
+            return [final] if final else []
         if looped or not words:
             # The final pass went wrong: keep what the last partial pass saw instead.
-            fallback, tail_looped = cut_loops(u.tail, u.committed[-30:])
+            fallback, tail_looped = cut_loops(u.tail, (prefix)[-30:])
             if len(fallback) > len(words):
                 words, looped = fallback, looped or tail_looped
         final = self._final_event(u, u.committed + words, looped=looped)
         return [final] if final else []
 
     def _partial(self, req: DecodeRequest, hyp: Hypothesis) -> list[PolicyEvent]:
-        """Apply a partial pass: agreement, commits, and the partial caption."""
+        """Apply a partial pass: agreement, commits, sentence finals and the partial caption."""
         cur = self.open
         if (
             cur is None
             or req.offset != cur.start / SAMPLE_RATE
-            or len(req.prefix) != len(cur.committed)
+            or len(req.prefix) != len(cur.carried) + len(cur.committed)
         ):
-            return []  # the utterance moved on while decoding; the result is stale
+            return []  # the window moved on while decoding; the result is stale
         u = cur
         u.last_decode_end = round((req.offset + len(req.audio) / SAMPLE_RATE) * SAMPLE_RATE)
         if u.language is None and self.fixed_language is None:
@@ -389,8 +538,9 @@ class StreamingPolicy:
             if hyp.language_probability < self.CONFIDENT_LANGUAGE and heard < self._lock_after:
                 return []  # not sure of the language yet: show nothing, detect again next pass
             u.language, u.language_probability = hyp.language, hyp.language_probability
-        after = u.committed[-1].end if u.committed else u.start / SAMPLE_RATE
-        words, _looped = self._clean(hyp, after, u.committed)
+        prefix = u.carried + u.committed
+        after = prefix[-1].end if prefix else u.start / SAMPLE_RATE
+        words, _looped = self._clean(hyp, after, prefix)
         keys = [norm(w.text) for w in words]
         # LocalAgreement-n over the words after the committed prefix.
         n_agree = len(keys)
@@ -415,6 +565,9 @@ class StreamingPolicy:
             )
         u.history.append(keys)
         u.tail = words
+        n = self._sentence_end(u)
+        if n is not None:
+            return self._cut(u, n)
         return self._partial_event(u)
 
     def _partial_event(self, u: _Utterance) -> list[PolicyEvent]:
@@ -455,8 +608,3 @@ class StreamingPolicy:
             language=u.language or self.fixed_language or "en",
             language_probability=u.language_probability,
         )
-
-    @property
-    def busy(self) -> bool:
-        """True while an utterance is open or a final is pending."""
-        return self.open is not None or bool(self.closing)

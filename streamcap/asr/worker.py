@@ -24,6 +24,9 @@ from ..events import SAMPLE_RATE, Event
 log = logging.getLogger(__name__)
 
 
+GAP_PIECE = 10 * SAMPLE_RATE  # silence standing in for dropped audio, pushed this much at a time
+
+
 class EngineWorker:
     """Thread shell around a :class:`CaptionEngine`."""
 
@@ -39,13 +42,13 @@ class EngineWorker:
         self.max_queued = int(queue_seconds * SAMPLE_RATE)
         self._queue: deque[Samples] = deque()
         self._queued = 0
+        self._gap = 0  # dropped samples not yet replaced by silence
         self._cond = threading.Condition()
         self._stop = False
         self._finish = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.dropped_samples = 0
         self.submitted_samples = 0
-        self.decode_seconds = 0.0
         self.last_progress = time.monotonic()
         self.error: BaseException | None = None
         self._started_at = 0.0
@@ -64,6 +67,7 @@ class EngineWorker:
                 old = self._queue.popleft()
                 self._queued -= len(old)
                 self.dropped_samples += len(old)
+                self._gap += len(old)
             self._cond.notify()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -103,6 +107,11 @@ class EngineWorker:
         return (self.submitted_samples - self.engine.samples_in) / SAMPLE_RATE
 
     @property
+    def decode_seconds(self) -> float:
+        """Wall time spent decoding so far (timed by the decoder, the one place decodes run)."""
+        return self.engine.decoder.decode_seconds
+
+    @property
     def rtf(self) -> float:
         """Decoding time per second of audio consumed so far."""
         t = self.engine.audio_time
@@ -112,8 +121,14 @@ class EngineWorker:
 
     def _take(self) -> Samples | None:
         with self._cond:
-            while not self._queue and not self._stop and not self._finish and not self.engine.due:
+            while (not self._queue and not self._gap and not self._stop and not self._finish
+                   and not self.engine.due):
                 self._cond.wait(0.5)
+            if self._gap:
+                # Dropped audio came before everything still queued: its silence goes first.
+                n = min(self._gap, GAP_PIECE)
+                self._gap -= n
+                return np.zeros(n, np.float32)
             if not self._queue:
                 return None
             chunk = np.concatenate(list(self._queue)) if len(self._queue) > 1 else self._queue[0]
@@ -138,16 +153,12 @@ class EngineWorker:
                 if self._stop:
                     break
                 if self.engine.due:
-                    t0 = time.monotonic()
                     events = self.engine.step()
-                    self.decode_seconds += time.monotonic() - t0
                     self.last_progress = time.monotonic()
                     self._emit(list(events))
                     continue
-                if self._finish and not self._queue:
-                    t0 = time.monotonic()
+                if self._finish and not self._queue and not self._gap:
                     events = self.engine.finish()
-                    self.decode_seconds += time.monotonic() - t0
                     self._emit(list(events))
                     break
                 self.last_progress = time.monotonic()

@@ -28,8 +28,10 @@ emits :class:`~streamcap.events.FinalCaption` / :class:`~streamcap.events.Partia
 - **Stable word changed**: every token a partial flags ``stable``, identified by (utterance id,
   how many finals of that utterance came before the partial, position, text), is checked once
   against the tokens of the finals of the same utterance emitted *after* that partial,
-  concatenated: it is changed when the token at that position differs or is missing (also when
-  the utterance never gets a final). Rate = changed / distinct stable tokens shown.
+  concatenated: it is changed when the in-order text alignment (difflib) of the partial's tokens
+  with those finals' tokens leaves it unmatched (also when the utterance never gets a final), so
+  a final that splits or merges one word changes that word, not every word after it. Rate =
+  changed / distinct stable tokens shown.
 - **Final delay**: per final, its emission wall time minus the end of its last word. The final is
   **at a pause** when the boundary after it is at a pause, or, for the last final, when a
   ``speech_end`` came after its first word start; otherwise **inside speech**.
@@ -37,6 +39,7 @@ emits :class:`~streamcap.events.FinalCaption` / :class:`~streamcap.events.Partia
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -183,10 +186,15 @@ def _ref_spans(
 def _lost_and_doubled(
     ref: Sequence[str], finals: Sequence[_Final], bounds: Sequence[Boundary],
     spans: Sequence[tuple[float, float] | None], out: Continuity,
+    ref_words: Sequence[int] | None = None,
 ) -> None:
     hyp = [t for f in finals for t in f.tokens]
     owner = [k for k, f in enumerate(finals) for _ in f.tokens]
     pairs = align(ref, [t.text for t in hyp])
+    # A written word whose tokens are partly matched has a counterpart: a deleted token of it
+    # (the "would" of "remember'd" heard as "remembered") is misheard, not lost.
+    heard_words = {ref_words[p.ref] for p in pairs
+                   if ref_words is not None and p.ref is not None and p.hyp is not None}
     # For each pair, the hypothesis tokens just before and after it (for deleted words).
     prev_hyp: list[int | None] = []
     last: int | None = None
@@ -203,6 +211,8 @@ def _lost_and_doubled(
     for i, p in enumerate(pairs):
         if p.op == "delete" and p.ref is not None:
             out.deleted_words += 1
+            if ref_words is not None and ref_words[p.ref] in heard_words:
+                continue
             a, b = prev_hyp[i], next_hyp[i]
             span = spans[p.ref]
             if span is None and a is not None and b is not None:
@@ -252,20 +262,25 @@ def _stable_changes(events: Sequence[TimedLike], scorer: TextScorer, out: Contin
         fl = finals_of.get(pc.utterance_id, [])
         before = sum(1 for o, _ in fl if o < order)
         later = [t for o, toks in fl if o > order for t in toks]
-        pos = 0
-        for w in pc.words:
-            for tok in scorer.tokens(w.text):
-                key = (pc.utterance_id, before, pos, tok)
-                if w.stable and key not in checked:
-                    checked.add(key)
-                    out.stable_shown += 1
-                    if pos >= len(later) or later[pos] != tok:
-                        out.stable_changed += 1
-                        if len(out.stable_changed_examples) < 20:
-                            got = later[pos] if pos < len(later) else None
-                            out.stable_changed_examples.append(
-                                f"utterance {pc.utterance_id} word {pos}: {tok!r} -> {got!r}")
-                pos += 1
+        shown = [(tok, w.stable) for w in pc.words for tok in scorer.tokens(w.text)]
+        # Where each partial token ended up in the finals: matched by text, in order, so a
+        # final that splits or merges one word does not shift every word after it.
+        kept: dict[int, int] = {}
+        matcher = difflib.SequenceMatcher(a=[t for t, _ in shown], b=later, autojunk=False)
+        for a, b, n in matcher.get_matching_blocks():
+            for k in range(n):
+                kept[a + k] = b + k
+        for pos, (tok, stable) in enumerate(shown):
+            key = (pc.utterance_id, before, pos, tok)
+            if stable and key not in checked:
+                checked.add(key)
+                out.stable_shown += 1
+                if pos not in kept:
+                    out.stable_changed += 1
+                    if len(out.stable_changed_examples) < 20:
+                        got = later[pos] if pos < len(later) else None
+                        out.stable_changed_examples.append(
+                            f"utterance {pc.utterance_id} word {pos}: {tok!r} -> {got!r}")
 
 
 def compute_continuity(
@@ -273,6 +288,7 @@ def compute_continuity(
     ref: Sequence[str],
     scorer: TextScorer,
     offline_words: Sequence[Word] | None = None,
+    ref_words: Sequence[int] | None = None,
 ) -> Continuity:
     """Boundaries, lost and doubled words, stable words changed and final delays of one run."""
     out = Continuity()
@@ -280,7 +296,8 @@ def compute_continuity(
     speech_ends = [float(te.event.time) for te in events
                    if isinstance(te.event, VadEvent) and te.event.state == "speech_end"]
     out.boundaries = boundaries(finals, speech_ends)
-    _lost_and_doubled(ref, finals, out.boundaries, _ref_spans(ref, scorer, offline_words), out)
+    _lost_and_doubled(ref, finals, out.boundaries, _ref_spans(ref, scorer, offline_words), out,
+                      ref_words)
     _stable_changes(events, scorer, out)
     for k, f in enumerate(finals):
         if k < len(out.boundaries):

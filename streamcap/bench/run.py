@@ -217,7 +217,7 @@ def bench_file(
             progress.stream_time(end)
 
     proc = psutil.Process()
-    dec0 = float(getattr(decoder, "decode_seconds", 0.0))
+    dec0 = decoder.decode_seconds
     cpu0 = _cpu_seconds(proc)
     t0 = time.monotonic()
     progress.stage("streaming")
@@ -225,8 +225,7 @@ def bench_file(
     wall = time.monotonic() - t0
     cpu = _cpu_seconds(proc) - cpu0
     # The fast path reports the decoder's running total; the worker's is per run.
-    decode_s = res.decode_seconds if realtime else float(
-        getattr(decoder, "decode_seconds", 0.0)) - dec0
+    decode_s = res.decode_seconds if realtime else decoder.decode_seconds - dec0
     progress.stream_time(duration)
 
     progress.stage("offline")
@@ -255,7 +254,8 @@ def bench_file(
         offline_seconds=off_s,
         dropped_samples=int(res.dropped_samples),
         events=len(res.events),
-        continuity=compute_continuity(res.events, ref, scorer, off_words),
+        continuity=compute_continuity(res.events, ref, scorer, off_words,
+                                      scorer.reference_words(clip.reference)),
         config_overrides=overrides_for(clip.set, set_overrides),
         timeline=list(res.events),
     )

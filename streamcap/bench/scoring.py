@@ -18,6 +18,7 @@ Counts come from ``jiwer.process_words`` on the token lists, so they are the sta
 
 from __future__ import annotations
 
+import difflib
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -87,6 +88,24 @@ class TextScorer:
     def reference_tokens(self, text: str) -> list[str]:
         """Tokens of a reference transcript: like :meth:`tokens`, but bracketed words are kept."""
         return self.tokens(text.translate(_BRACKETS))
+
+    def reference_words(self, text: str) -> list[int]:
+        """For each token of :meth:`reference_tokens`, the index of the written word it comes
+        from (the normaliser turns "remember'd" into "remember would" and "feel'st" into "feel
+        saint": two tokens, one spoken word). Tokens that normalising word by word does not
+        reproduce (numbers spelled across words) each get a word of their own (negative)."""
+        owners: list[int] = []
+        alone: list[str] = []
+        for i, word in enumerate(text.translate(_BRACKETS).split()):
+            toks = self.tokens(word)
+            alone += toks
+            owners += [i] * len(toks)
+        whole = self.reference_tokens(text)
+        out = [-1 - k for k in range(len(whole))]
+        matcher = difflib.SequenceMatcher(a=alone, b=whole, autojunk=False)
+        for a, b, n in matcher.get_matching_blocks():
+            out[b : b + n] = owners[a : a + n]
+        return out
 
 
 @dataclass(frozen=True)

@@ -3,87 +3,24 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 
 import numpy as np
 import pytest
+from support.policy import (
+    SCRIPT,
+    Scripted,
+    cfg,
+    drive,
+    finals,
+    partials,
+    spoken,
+    truthful,
+)
 
-from streamcap.asr.decoder import DecodeRequest, Hypothesis
+from streamcap.asr.decoder import DecodeRequest
 from streamcap.asr.policy import StreamingPolicy, cut_loops, norm
-from streamcap.config import Config, from_dict
-from streamcap.events import SAMPLE_RATE, FinalCaption, PartialCaption, VadEvent, Word
+from streamcap.events import SAMPLE_RATE, VadEvent, Word
 from streamcap.vad import PAUSE_S, SpeechAudio, SpeechEnd, SpeechPause, SpeechResume, SpeechStart
-
-# A scripted "speaker": word i is spoken from 0.5*i to 0.5*i + 0.4 seconds.
-SCRIPT = "the quick brown fox jumps over the lazy dog and then it runs away".split()
-
-
-def spoken(i: int) -> Word:
-    return Word(" " + SCRIPT[i], 0.5 * i, 0.5 * i + 0.4, 0.9, stable=False)
-
-
-Script = Callable[[DecodeRequest], list[Word]]
-
-
-def truthful(req: DecodeRequest) -> list[Word]:
-    """Returns every word fully heard by the end of the request's audio, after the prefix."""
-    end = req.offset + len(req.audio) / SAMPLE_RATE
-    words = [spoken(i) for i in range(len(SCRIPT)) if spoken(i).end <= end]
-    return words[len(req.prefix) :]
-
-
-class Scripted:
-    """A hypothesis source that answers from a script and records the requests."""
-
-    multilingual = False
-
-    def __init__(self, script: Script, **hyp: float) -> None:
-        self.script = script
-        self.hyp = hyp
-        self.requests: list[DecodeRequest] = []
-
-    def decode(self, req: DecodeRequest) -> Hypothesis:
-        self.requests.append(req)
-        end = req.offset + len(req.audio) / SAMPLE_RATE
-        return Hypothesis(words=tuple(self.script(req)), audio_end=end, **self.hyp)  # type: ignore[arg-type]
-
-    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
-        return "en", 1.0
-
-
-def drive(
-    policy: StreamingPolicy, source: Scripted, seconds: float, end: bool = True
-) -> list[object]:
-    """Feed `seconds` of speech in 0.1 s pieces, decoding whenever a pass is due."""
-    events: list[object] = list(policy.on_segment(SpeechStart(0)))
-    step = SAMPLE_RATE // 10
-    for k in range(int(seconds * 10)):
-        events += policy.on_segment(SpeechAudio(k * step, np.zeros(step, np.float32)))
-        while (req := policy.next_request()) is not None:
-            assert policy.due()
-            events += policy.on_hypothesis(req, source.decode(req))
-        assert not policy.due()
-    if end:
-        events += policy.on_segment(SpeechEnd(int(seconds * SAMPLE_RATE)))
-        while (req := policy.next_request()) is not None:
-            events += policy.on_hypothesis(req, source.decode(req))
-    return events
-
-
-def cfg(**over: object) -> Config:
-    data: dict[str, dict[str, object]] = {"asr": {}, "vad": {}}
-    for k, v in over.items():
-        section, key = k.split("__")
-        data[section][key] = v
-    return from_dict(data)
-
-
-def partials(events: list[object]) -> list[PartialCaption]:
-    return [e for e in events if isinstance(e, PartialCaption)]
-
-
-def finals(events: list[object]) -> list[FinalCaption]:
-    return [e for e in events if isinstance(e, FinalCaption)]
 
 
 def test_truthful_source_yields_the_whole_script_as_one_final() -> None:
@@ -111,7 +48,7 @@ def test_committed_words_are_fed_back_as_the_prefix() -> None:
     """Every request after a commit carries the committed words as its forced prefix."""
     src = Scripted(truthful)
     drive(StreamingPolicy(cfg()), src, 7.0)
-    prefixes = [len(r.prefix) for r in src.requests]
+    prefixes = [len(r.prefix) for r in src.requests if not r.final]
     assert prefixes == sorted(prefixes) and prefixes[-1] > 5
 
 
@@ -141,13 +78,23 @@ def test_higher_agreement_commits_later() -> None:
 
 
 def test_words_near_the_buffer_end_stay_unstable() -> None:
-    """A word ending within commit_margin_s of the newest audio is not committed yet."""
-    events = drive(StreamingPolicy(cfg(asr__commit_margin_s=1.0)), Scripted(truthful), 4.0, False)
-    for p in partials(events):
-        horizon = p.end  # the newest word's end is at most the audio end
-        for w in p.words:
-            if w.stable:
-                assert w.end <= horizon
+    """A word is committed only once it ends commit_margin_s before the audio fed, and words do
+    become stable."""
+    margin = 1.0
+    policy = StreamingPolicy(cfg(asr__commit_margin_s=margin))
+    src = Scripted(truthful)
+    policy.on_segment(SpeechStart(0))
+    step = SAMPLE_RATE // 10
+    stable_seen = 0
+    for k in range(40):
+        policy.on_segment(SpeechAudio(k * step, np.zeros(step, np.float32)))
+        while (req := policy.next_request()) is not None:
+            fed = req.offset + len(req.audio) / SAMPLE_RATE
+            for p in partials(policy.on_hypothesis(req, src.decode(req))):
+                stable = [w for w in p.words if w.stable]
+                assert all(w.end <= fed - margin + 1e-9 for w in stable)
+                stable_seen = max(stable_seen, len(stable))
+    assert stable_seen >= 3
 
 
 def test_decodes_follow_the_cadence() -> None:

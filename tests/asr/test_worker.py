@@ -23,16 +23,19 @@ class SlowSource:
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self.requests: list[DecodeRequest] = []
+        self.decode_seconds = 0.0
+
+    def retune(self, cfg: object) -> None:
+        pass
 
     def decode(self, req: DecodeRequest) -> Hypothesis:
         self.requests.append(req)
         time.sleep(self.delay)
+        self.decode_seconds += self.delay
         end = req.offset + len(req.audio) / SAMPLE_RATE
         words = () if req.prefix else (Word(" hello", req.offset, req.offset + 0.3, 0.9, False),)
         return Hypothesis(words=words, audio_end=end)
 
-    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
-        return "en", 1.0
 
 
 def voiced(seconds: float) -> np.ndarray:
@@ -89,9 +92,11 @@ def test_stop_finalises_the_utterance_in_flight() -> None:
 
 
 def test_a_failing_sink_does_not_kill_the_worker() -> None:
-    """An exception in the event callback is logged and the worker carries on."""
+    """An exception in the event callback is logged and the worker carries on to the final."""
+    seen: list[Event] = []
 
     def boom(e: Event) -> None:
+        seen.append(e)
         raise RuntimeError("sink broke")
 
     worker = EngineWorker(CaptionEngine(from_dict({}), SlowSource(0.0)), boom, 30.0)
@@ -99,3 +104,22 @@ def test_a_failing_sink_does_not_kill_the_worker() -> None:
     worker.submit(voiced(2.0))
     assert worker.stop(timeout(30))
     assert worker.error is None
+    # Every event after the first failure still reached the sink, the final included.
+    assert seen[0].type == "vad"
+    assert isinstance(seen[-1], FinalCaption) and seen[-1].text == "hello"
+
+
+def test_dropped_audio_keeps_stream_time_and_lag_honest() -> None:
+    """Audio dropped by a stalled worker becomes silence of the same length: later captions keep
+    their true times and the lag counts only audio still waiting."""
+    events: list[Event] = []
+    worker = EngineWorker(CaptionEngine(from_dict({}), SlowSource(0.0)), events.append, 1.0)
+    audio = np.concatenate([np.zeros(2 * SAMPLE_RATE, np.float32), voiced(2.0)])
+    for i in range(0, len(audio), 1600):  # not started: only the last second is kept
+        worker.submit(audio[i : i + 1600])
+    assert worker.dropped_samples >= 2.9 * SAMPLE_RATE
+    worker.start()
+    assert worker.stop(timeout(30))
+    assert worker.engine.samples_in == len(audio) and worker.lag_s == 0
+    (final,) = [e for e in events if isinstance(e, FinalCaption)]
+    assert final.start >= 3.0 - 0.35  # the kept second, minus the VAD pre-roll

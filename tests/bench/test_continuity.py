@@ -178,3 +178,30 @@ def test_words_after_the_last_final_are_lost_at_the_end() -> None:
     lead = compute_continuity([Timed(3.0, _final(0, "increase", 2.0))],
                               EN.tokens("desire increase"), EN)
     assert [(w.text, w.edge) for w in lead.lost_at_edges] == [("desire", "start")]
+
+
+def test_a_written_word_split_by_the_normaliser_is_misheard_not_lost() -> None:
+    """ "remember'd" normalises to two tokens; heard as "remembered" across a cut, the dropped
+    "would" token is a misrecognition, while a word with no token heard is still lost."""
+    text = "but if thou live remember'd not to be"
+    ref = EN.reference_tokens(text)
+    assert ref[4:6] == ["remember", "would"]
+    events = [
+        Timed(2.0, _final(0, "but if thou live", 0.0)),
+        Timed(4.0, _final(1, "remembered not be", 1.6)),  # "to" is gone
+    ]
+    c = compute_continuity(events, ref, EN, ref_words=EN.reference_words(text))
+    assert [w.text for w in c.lost] == ["to"]
+    without = compute_continuity(events, ref, EN)
+    assert sorted(w.text for w in without.lost) == ["to", "would"]
+
+
+def test_a_final_that_merges_two_stable_words_changes_only_those() -> None:
+    """A final that hears two stable words as one changes those two, not every word after."""
+    shown = _words("look in thy glass and tell the face", 0.0)
+    events = [
+        Timed(3.0, _partial(0, 1, shown)),
+        Timed(4.0, _final(0, "looking thy glass and tell the face", 0.0)),
+    ]
+    c = compute_continuity(events, EN.tokens("look in thy glass and tell the face"), EN)
+    assert c.stable_shown == 8 and c.stable_changed == 2

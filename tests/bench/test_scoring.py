@@ -91,3 +91,16 @@ def test_hostile_bracket_references_do_not_crash() -> None:
     assert s.reference_tokens("") == []
     assert TextScorer("de").reference_tokens("Er sagte (leise) hallo") == [
         "er", "sagte", "leise", "hallo"]
+
+
+def test_reference_words_map_tokens_to_the_written_words() -> None:
+    """Each reference token knows its written word; tokens made across words stand alone."""
+    scorer = TextScorer("en")
+    text = "When thou feel'st it cold, twenty one [laughs]"
+    tokens = scorer.reference_tokens(text)
+    owners = scorer.reference_words(text)
+    assert len(owners) == len(tokens)
+    assert list(zip(tokens, owners))[:5] == [
+        ("when", 0), ("thou", 1), ("feel", 2), ("saint", 2), ("it", 3)]
+    assert owners[tokens.index("21")] < 0 and owners[-1] == 7
+    assert scorer.reference_words("") == []
