@@ -22,10 +22,9 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from .asr.decoder import DecodeRequest, Hypothesis, HypothesisSource
-from .audio.reframe import Samples
+from .config import AsrConfig
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -85,8 +84,10 @@ class FaultyDecoder:
         self.hanging = threading.Event()
         """Set once a decode is blocked (for tests)."""
         self._release = threading.Event()
+        self._injected = 0.0  # seconds the faults added to decodes
 
     def decode(self, req: DecodeRequest) -> Hypothesis:
+        t0 = time.monotonic()
         self.calls += 1
         hang_after = self.faults.hang_after
         if hang_after is not None and self.calls > hang_after and not self._release.is_set():
@@ -95,25 +96,26 @@ class FaultyDecoder:
                 log.warning("fault injection: decode %d blocks for good (%s=%d)", self.calls,
                             HANG_VAR, hang_after)
             self._release.wait()
-        hyp = self.inner.decode(req)
         if self.faults.delay_s > 0:
             time.sleep(self.faults.delay_s)
-        return hyp
+        self._injected += time.monotonic() - t0
+        return self.inner.decode(req)
 
     def release(self) -> None:
         """Let blocked and later decodes through (a test's way out of a hang)."""
         self._release.set()
 
-    def detect_language(self, audio: Samples) -> tuple[str, float]:
-        return self.inner.detect_language(audio)
+    def retune(self, cfg: AsrConfig) -> None:
+        self.inner.retune(cfg)
 
     @property
     def multilingual(self) -> bool:
         return self.inner.multilingual
 
-    def __getattr__(self, name: str) -> Any:
-        # ``retune``, ``decode_seconds``, ``passes``, ...: whatever the real decoder offers.
-        return getattr(self.inner, name)
+    @property
+    def decode_seconds(self) -> float:
+        """The real decoder's time plus what the faults added: a slowed decoder is slow."""
+        return self.inner.decode_seconds + self._injected
 
 
 def wrap_decoder(decoder: HypothesisSource, faults: DecodeFaults) -> HypothesisSource:

@@ -124,14 +124,17 @@ class EngineWorker:
             while (not self._queue and not self._gap and not self._stop and not self._finish
                    and not self.engine.due):
                 self._cond.wait(0.5)
+            if self._gap > GAP_PIECE:  # a long stall: catch up a piece at a time
+                self._gap -= GAP_PIECE
+                return np.zeros(GAP_PIECE, np.float32)
+            # Dropped audio came before everything still queued: its silence goes first.
+            parts = list(self._queue)
             if self._gap:
-                # Dropped audio came before everything still queued: its silence goes first.
-                n = min(self._gap, GAP_PIECE)
-                self._gap -= n
-                return np.zeros(n, np.float32)
-            if not self._queue:
+                parts.insert(0, np.zeros(self._gap, np.float32))
+                self._gap = 0
+            if not parts:
                 return None
-            chunk = np.concatenate(list(self._queue)) if len(self._queue) > 1 else self._queue[0]
+            chunk = np.concatenate(parts) if len(parts) > 1 else parts[0]
             self._queue.clear()
             self._queued = 0
             return chunk

@@ -72,11 +72,6 @@ def test_stdin_eof_ends_the_session_cleanly_with_the_finals_kept(piped: Piped) -
     assert len(words(p.client.text())) >= 8, p.client.text()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: when the worker gets audio in chunks of >= 2 s (stdin faster than real time, "
-    "or a worker that fell behind) the final of 1089-134691-0001 loses its last words "
-    "('... but he could wait' without 'no longer', end 4.26 s instead of 4.84 s); with 0.05-1 s "
-    "chunks it is whole. Reproduce: CaptionEngine.push() 2 s chunks, one step() per push"))
 def test_stdin_finals_match_the_clip(piped: Piped) -> None:
     """The finals of the piped clip match its reference transcript (WER at most 0.1)."""
     assert wer(reference(CLIP), piped.client.text()) <= 0.1, piped.client.text()
