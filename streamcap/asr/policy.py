@@ -176,6 +176,24 @@ def ends_with(word: Word, marks: tuple[str, ...]) -> bool:
     return word.text.rstrip().rstrip(_CLOSERS).endswith(marks)
 
 
+# Words whose period is no sentence end ("Mr. John Dashwood" must not be cut after "Mr.").
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr st jr sr prof rev gen col capt lt sgt mt vs etc eg ie no vol fig".split()
+)
+
+
+def ends_sentence(word: Word) -> bool:
+    """Whether a word ends a sentence (``."``, ``?)`` and ``...`` too; not "Mr." or "J.")."""
+    if not ends_with(word, SENTENCE_END):
+        return False
+    text = word.text.strip().rstrip(_CLOSERS)
+    if text.endswith(".") and not text.endswith(".."):
+        key = norm(text)
+        if key in _ABBREVIATIONS or (len(key) == 1 and key.isalpha() and key != "i"):
+            return False
+    return True
+
+
 @dataclass
 class _Utterance:
     """An open decode window (or, in ``closing``, a final waiting for its pass).
@@ -316,7 +334,7 @@ class StreamingPolicy:
         for i, w in enumerate(words):
             if i + 1 >= following:
                 break
-            if ends_with(w, SENTENCE_END) or (
+            if ends_sentence(w) or (
                 clause_s > 0 and w.end - first >= clause_s and ends_with(w, CLAUSE_END)
             ):
                 best = i + 1

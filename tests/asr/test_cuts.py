@@ -8,7 +8,7 @@ import pytest
 from support.policy import Scripted, cfg, drive, finals, heard, partials, script_words
 
 from streamcap.asr.decoder import DecodeRequest
-from streamcap.asr.policy import StreamingPolicy, norm, split_index
+from streamcap.asr.policy import StreamingPolicy, ends_sentence, norm, split_index
 from streamcap.events import SAMPLE_RATE, Word
 
 # Continuous reading: sentences and clauses, no pause anywhere (word i at 0.5*i s).
@@ -161,3 +161,13 @@ def test_sentence_finals_can_be_switched_off() -> None:
     events = drive(StreamingPolicy(cfg(asr__sentence_finals=False)), Scripted(reader), 10.0)
     assert len(finals(events)) == 1
     assert final_keys(events) == keys([w for w in WORDS if w.end <= 10.0])
+
+
+def test_abbreviations_and_initials_do_not_end_a_sentence() -> None:
+    """ "Mr." and "J." end no sentence; "I." and a real period do."""
+    def w(text: str) -> Word:
+        return Word(text, 0.0, 0.1, 0.9, False)
+
+    assert not ends_sentence(w(" Mr.")) and not ends_sentence(w(" J."))
+    assert ends_sentence(w(" die.")) and ends_sentence(w(' sea?"')) and ends_sentence(w(" I."))
+    assert not ends_sentence(w(" increase,"))
