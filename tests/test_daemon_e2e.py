@@ -73,9 +73,35 @@ def reference(path: Path) -> str:
 
 
 def need(path: Path) -> Path:
+    """The clip, or a skip when it is missing; under CI=true a missing clip is a failure."""
     if not path.is_file():
-        pytest.skip(f"speech clip missing: {path} (set STREAMCAP_AUDIO)")
+        message = f"speech clip missing: {path} (set STREAMCAP_AUDIO)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
     return path
+
+
+def window_wer(reference_text: str, finals: list[str], index: int) -> tuple[float, float]:
+    """WER of all ``finals`` against the reference prefix they best match (the daemon was
+    stopped mid-reading), and WER of ``finals[index]`` alone against the reference words the
+    alignment puts under it; both normalised as in ``streamcap bench``."""
+    ref = words(reference_text)
+    hyp = words(" ".join(finals))
+    assert hyp, "no words in the finals"
+    best_k = min(range(1, len(ref) + 1),
+                 key=lambda k: jiwer.wer(" ".join(ref[:k]), " ".join(hyp)))
+    total = float(jiwer.wer(" ".join(ref[:best_k]), " ".join(hyp)))
+    h0 = len(words(" ".join(finals[:index])))
+    h1 = h0 + len(words(finals[index]))
+    assert h1 > h0, f"final {index} is empty"
+    out = jiwer.process_words(" ".join(ref[:best_k]), " ".join(hyp))
+    spans = [(c.ref_start_idx, c.ref_end_idx) for c in out.alignments[0]
+             if (c.hyp_start_idx < h1 and c.hyp_end_idx > h0)
+             or (c.hyp_start_idx == c.hyp_end_idx and h0 < c.hyp_start_idx < h1)]
+    r0, r1 = min(a for a, _ in spans), max(b for _, b in spans)
+    own = float(jiwer.wer(" ".join(ref[r0:r1]) or "<empty>", " ".join(hyp[h0:h1])))
+    return total, own
 
 
 # --- the daemon process -----------------------------------------------------------------------
@@ -285,10 +311,10 @@ def test_device_loss_is_reported_and_captioning_resumes_without_restart(live: Li
     pa.wait_played(player, 30)
     wait_until(lambda: all_spoken_finalised(c, back_seq), 30, "a final after the reload")
     text = " ".join(m["text"] for m in c.of("final") if m["seq"] > back_seq)
-    # Captioning resumed: the new finals are words of the clip (the quality bound is the
-    # previous test's; here the point is that captions come at all, in the same process).
+    # Captioning resumed, as well as before the loss (the previous test's bound).
     got = words(text)
-    assert got and sum(w in set(words(CLIP_TEXT)) for w in got) / len(got) >= 0.6, text
+    print(f"resumed WER {wer(CLIP_TEXT, text):.3f}: {text}")
+    assert got and wer(CLIP_TEXT, text) < 0.3, text
     assert live.daemon.proc.poll() is None
     assert "device lost" in live.daemon.stderr()
 
@@ -296,38 +322,53 @@ def test_device_loss_is_reported_and_captioning_resumes_without_restart(live: Li
 # --- signals ------------------------------------------------------------------------------------
 
 
+@dataclass
+class NotifySocket:
+    """A real AF_UNIX datagram socket in the role of systemd's NOTIFY_SOCKET, read on a thread
+    as systemd reads it (an unread socket fills after 10 datagrams and blocks the sender)."""
+
+    path: str
+    messages: list[str] = field(default_factory=list)
+
+
 @pytest.fixture
-def notify_socket() -> Iterator[tuple[socket.socket, str]]:
-    """A real AF_UNIX datagram socket in the role of systemd's NOTIFY_SOCKET."""
+def notify_socket() -> Iterator[NotifySocket]:
     root = Path(tempfile.mkdtemp(prefix="scn-"))
     path = root / "notify"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
     sock.settimeout(0.1)
+    ns = NotifySocket(str(path))
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                ns.messages.append(sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        yield sock, str(path)
+        yield ns
     finally:
+        done.set()
+        reader.join(5)
         sock.close()
         path.unlink(missing_ok=True)
         root.rmdir()
 
 
-def drain(sock: socket.socket) -> list[str]:
-    out = []
-    while True:
-        try:
-            out.append(sock.recv(4096).decode())
-        except TimeoutError:
-            return out
-
-
 def test_sigterm_mid_speech_exits_0_with_the_utterance_finalised(
-    tmp_path: Path, notify_socket: tuple[socket.socket, str]
+    tmp_path: Path, notify_socket: NotifySocket
 ) -> None:
     """SIGTERM while an utterance is in flight: exit 0, READY/WATCHDOG/STOPPING sent, and the
     utterance is finalised into a valid SRT file."""
     need(SONNET)
-    sock, path = notify_socket
+    path = notify_socket.path
     env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
     env.pop("WATCHDOG_PID", None)
     d = start_daemon(tmp_path, ["--input", f"file:{SONNET}"], env=env)
@@ -354,14 +395,16 @@ def test_sigterm_mid_speech_exits_0_with_the_utterance_finalised(
     assert partial["utterance_id"] in finals, "the utterance in flight was not finalised"
     final = finals[partial["utterance_id"]]
     assert final["end"] >= partial["end"] - 0.5
-    spoken = set(words(reference(SONNET)))
-    got = words(final["text"])
-    assert got and sum(w in spoken for w in got) / len(got) >= 0.5, final["text"]
+    ordered = [finals[k] for k in sorted(finals)]
+    total, own = window_wer(reference(SONNET), [f["text"] for f in ordered],
+                            ordered.index(final))
+    print(f"WER all finals {total:.3f}, the finalised utterance {own:.3f}: {final['text']}")
+    assert total < 0.25 and own < 0.4, final["text"]
     srts = d.files(".srt")
     assert len(srts) == 1
     cues = list(srt.parse(srts[0].read_text(encoding="utf-8")))
     assert cues and words(srt_text(srts)) == words(" ".join(f["text"] for f in finals.values()))
-    msgs = drain(sock)
+    msgs = list(notify_socket.messages)
     kinds = [m.split("=", 1)[0] for m in msgs]
     assert "READY" in kinds and "STOPPING" in kinds
     assert kinds.index("STOPPING") > kinds.index("READY")
