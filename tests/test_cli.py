@@ -87,8 +87,10 @@ def test_hub_name_without_network_fails_clearly() -> None:
 # --- structure ----------------------------------------------------------------------------------
 
 
-def _import_graph(root: Path = Path(__file__).resolve().parents[1] / "streamcap",
-                  ) -> dict[str, set[str]]:
+PACKAGE = Path(__file__).resolve().parents[1] / "streamcap"
+
+
+def _import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
     """streamcap's modules and the streamcap modules each imports (function-level included)."""
     import ast
 
