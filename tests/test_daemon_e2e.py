@@ -286,7 +286,8 @@ def test_live_capture_sends_partials_then_finals_matching_the_clip(live: Live) -
     partials = [m for m in c.of("partial") if m["seq"] > start_seq]
     text = " ".join(f["text"] for f in finals)
     print(f"live WER {wer(CLIP_TEXT, text):.3f}: {text}")
-    assert wer(CLIP_TEXT, text) < 0.3, text
+    # Measured 0.000 in 3 runs (17 words): the bound allows two word errors.
+    assert wer(CLIP_TEXT, text) < 0.15, text
     assert partials, "no partial caption before the final"
     for f in finals:
         own = [p for p in partials if p["utterance_id"] == f["utterance_id"]]
@@ -323,7 +324,7 @@ def test_device_loss_is_reported_and_captioning_resumes_without_restart(live: Li
     # Captioning resumed, as well as before the loss (the previous test's bound).
     got = words(text)
     print(f"resumed WER {wer(CLIP_TEXT, text):.3f}: {text}")
-    assert got and wer(CLIP_TEXT, text) < 0.3, text
+    assert got and wer(CLIP_TEXT, text) < 0.15, text
     assert live.daemon.proc.poll() is None
     assert "device lost" in live.daemon.stderr()
 
@@ -413,7 +414,7 @@ def test_sigterm_mid_speech_exits_0_with_the_utterance_finalised(
     total, own = window_wer(reference(SONNET), [f["text"] for f in ordered],
                             ordered.index(final))
     print(f"WER all finals {total:.3f}, the finalised utterance {own:.3f}: {final['text']}")
-    # Measured (tiny.en, 7 runs on a loaded 2-core machine): all finals 0.14-0.25 against the
+    # Measured (tiny.en, 6 runs on a loaded 2-core machine): all finals 0.14-0.25 against the
     # reference prefix they cover; the finalised utterance alone 0.17-0.33 (Shakespeare: "riper"
     # -> "writer", "increase" -> "and crease").
     assert total < 0.3 and own < 0.4, final["text"]
