@@ -141,6 +141,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from .daemon import Daemon, apply_log_level
 
+    _quiet_libraries()  # again: simpleobsws (imported by the daemon) sets websockets to INFO
     extra = _run_overrides(args)
     cfg = build_config(args, extra)
     apply_log_level(cfg, keep_debug=bool(getattr(args, "verbose", False)))
@@ -225,6 +226,11 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    for noisy in ("faster_whisper", "websockets", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -232,8 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("faster_whisper", "websockets", "httpx", "huggingface_hub"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _quiet_libraries()
     try:
         code: int = args.func(args)
         return code

@@ -75,12 +75,13 @@ from .errors import StreamcapError
 from .events import SAMPLE_RATE, ErrorEvent, Event, Session, StatusEvent
 from .health import PipelineView, dropped_frames, verdict
 from .reload import ReloadPlan, plan_reload, retuned
-from .service import Liveness, Notifier, WatchdogGate
+from .service import Notifier
 from .sinks.base import Sink
 from .sinks.files import SessionFiles
 from .sinks.obs import ObsSink
 from .sinks.websocket import CLOSE_GOING_AWAY, CaptionServer, HelloInfo
 from .sinks.writer import FileSink
+from .watchdog import WatchdogFeeder
 
 log = logging.getLogger("streamcap.daemon")
 
@@ -98,6 +99,42 @@ def apply_log_level(cfg: Config, keep_debug: bool = False) -> None:
     """Set the ``streamcap`` loggers to ``daemon.log_level`` (unless debug was asked for)."""
     if not keep_debug:
         logging.getLogger("streamcap").setLevel(_LOG_LEVELS[cfg.daemon.log_level])
+
+
+def files_wanted(cfg: Config) -> bool:
+    """Whether any caption file format is switched on."""
+    return cfg.output.srt or cfg.output.vtt or cfg.output.jsonl
+
+
+def reload_files(cfg: Config, session: Session, n: int,
+                 base_dir: Path | None) -> Callable[[], SessionFiles | None]:
+    """What ``FileSink.swap`` calls (on the writer thread) to open the files of reload ``n``:
+    the same epoch (cue times stay in session time) under a new name (nothing is overwritten);
+    none when every format is off."""
+    renamed = Session(id=f"{session.id}-r{n}", epoch=session.epoch)
+
+    def make() -> SessionFiles | None:
+        if not files_wanted(cfg):
+            return None
+        new = SessionFiles(cfg.output, renamed, base_dir, started_at=datetime.now())
+        log.info("SIGHUP: captions now go to %s", ", ".join(str(p) for p in new.paths))
+        return new
+
+    return make
+
+
+def paced_submit(worker: EngineWorker, stopping: Callable[[], bool]) -> Callable[[Any], None]:
+    """For stdin: a pipe may deliver faster than real time, so the capture thread waits for the
+    worker instead of letting its bounded queue drop audio (a live device is never made to
+    wait)."""
+    limit = 0.5 * worker.max_queued / SAMPLE_RATE
+
+    def submit(samples: Any) -> None:
+        while worker.queued_seconds > limit and worker.alive and not stopping():
+            time.sleep(0.01)
+        worker.submit(samples)
+
+    return submit
 
 
 # --- ADAPTER (drop at merge) ------------------------------------------------------------------
@@ -210,13 +247,7 @@ class Daemon:
         self.failure: str | None = None
         self.device_states: deque[str] = deque(maxlen=64)  # the latest capture states
         self.model_load_seconds = 0.0
-        self._gate: WatchdogGate | None = None
-        self._gate_reason: str | None = None
-        interval = self.notifier.watchdog_interval()
-        if interval is not None:
-            # A worker with audio waiting and no progress for this long counts as hung (the pings
-            # stop, systemd restarts us); 10 s at least, as a long final decode is not a hang.
-            self._gate = WatchdogGate(interval, stall_s=max(interval, 10.0))
+        self._watchdog = WatchdogFeeder(self.notifier)
 
     # --- state ----------------------------------------------------------------------------
 
@@ -404,7 +435,7 @@ class Daemon:
 
         submit: Callable[[Any], None] = worker.submit
         if isinstance(source, StdinSource):
-            submit = self._submit_with_backpressure
+            submit = paced_submit(worker, lambda: self._stopping)
         anchored = threading.Event()
 
         def on_block(block: Any) -> None:
@@ -427,8 +458,7 @@ class Daemon:
 
     async def _start_sinks(self, cfg: Config, session: Session, device: str) -> None:
         """Start the files, the WebSocket server (when enabled) and OBS, in that order."""
-        files = SessionFiles(cfg.output, session, self.base_dir) if self._files_wanted(cfg) \
-            else None
+        files = SessionFiles(cfg.output, session, self.base_dir) if files_wanted(cfg) else None
         if files is not None:
             log.info("captions go to %s", ", ".join(str(p) for p in files.paths))
         self.files = FileSink(files, self._on_output_error)
@@ -457,9 +487,6 @@ class Daemon:
         if self.server is not None:
             self.server.session = self.session
         log.debug("session epoch anchored at the first sample: %.3f", epoch)
-
-    def _files_wanted(self, cfg: Config) -> bool:
-        return cfg.output.srt or cfg.output.vtt or cfg.output.jsonl
 
     def _say(self, line: str) -> None:
         out = self._stdout if self._stdout is not None else sys.stdout
@@ -492,8 +519,8 @@ class Daemon:
                 next_status = now + self.cfg.server.status_interval_s
             self._watch()
             period = min(0.5, self.cfg.server.status_interval_s)
-            if self._gate is not None:
-                period = min(period, self._gate.interval_s / 2)
+            if self._watchdog.interval_s is not None:
+                period = min(period, self._watchdog.interval_s / 2)
             await asyncio.sleep(max(0.05, min(period, next_status - loop.time())))
 
     def _watch(self) -> None:
@@ -502,17 +529,7 @@ class Daemon:
         w, src = self.worker, self.source
         if w is None or src is None:
             return
-        if self._gate is not None:
-            live = Liveness(capture_alive=src.alive or src.finished, worker_alive=w.alive,
-                            progress=w.engine.audio_time, backlog_s=w.queued_seconds)
-            if self._gate.check(time.monotonic(), live):
-                self.notifier.watchdog()
-            if self._gate.reason != self._gate_reason:
-                self._gate_reason = self._gate.reason
-                if self._gate_reason is not None:
-                    log.warning("not feeding the watchdog: %s", self._gate_reason)
-                else:
-                    log.info("feeding the watchdog again")
+        self._watchdog.check(w, src)
         stop = verdict(PipelineView(
             worker_alive=w.alive, worker_error=w.error, source_finished=src.finished,
             source_state=src.state, source_alive=src.alive, source_error=src.last_error,
@@ -619,16 +636,6 @@ class Daemon:
         """Called on the worker thread for every caption/VAD event."""
         self._post(self._publish, event)
 
-    def _submit_with_backpressure(self, samples: Any) -> None:
-        """For stdin: a pipe may deliver faster than real time, so wait for the worker instead
-        of letting its bounded queue drop audio (a live device is never made to wait)."""
-        w = self.worker
-        assert w is not None
-        limit = 0.5 * w.max_queued / SAMPLE_RATE
-        while w.queued_seconds > limit and w.alive and not self._stopping:
-            time.sleep(0.01)
-        w.submit(samples)
-
     def _publish(self, event: Event) -> None:
         """On the loop: hand ``event`` to every sink (a failing sink does not stop the others)."""
         for sink in list(self.sinks):
@@ -695,31 +702,13 @@ class Daemon:
             # the old or the new values; a decode already running finishes with the old ones.
             self.engine.retune(retuned(self.engine.cfg, cfg))
         if plan.output_changed and self.files is not None and self.session is not None:
-            self._swap_files(cfg, self.files, self.session)
+            self._reloads += 1
+            self.files.swap(reload_files(cfg, self.session, self._reloads, self.base_dir))
         if plan.obs_changed and self.obs is not None:
-            await self._restart_obs(cfg, self.obs)
+            old = self.obs
+            await old.stop(cfg.daemon.shutdown_timeout_s)
+            self.obs = ObsSink(cfg.obs, max_line_chars=cfg.output.max_line_chars)
+            self.sinks = [self.obs if s is old else s for s in self.sinks]
+            await self.obs.start()
         log.info("SIGHUP: applied %s", ", ".join(plan.applied))
         return plan
-
-    def _swap_files(self, cfg: Config, files: FileSink, session: Session) -> None:
-        self._reloads += 1
-        # Same epoch (cue times stay in session time), a new name: nothing is overwritten.
-        renamed = Session(id=f"{session.id}-r{self._reloads}", epoch=session.epoch)
-        base = self.base_dir
-        wanted = self._files_wanted(cfg)
-
-        def make() -> SessionFiles | None:  # runs on the writer thread
-            if not wanted:
-                return None
-            new = SessionFiles(cfg.output, renamed, base, started_at=datetime.now())
-            log.info("SIGHUP: captions now go to %s", ", ".join(str(p) for p in new.paths))
-            return new
-
-        files.swap(make)
-
-    async def _restart_obs(self, cfg: Config, old: ObsSink) -> None:
-        await old.stop(cfg.daemon.shutdown_timeout_s)
-        new = ObsSink(cfg.obs, max_line_chars=cfg.output.max_line_chars)
-        self.sinks = [new if s is old else s for s in self.sinks]
-        self.obs = new
-        await new.start()
