@@ -1,4 +1,10 @@
-"""The ``streamcap`` command. The only place errors become messages and exit codes."""
+"""The ``streamcap`` command. The only place errors become messages and exit codes.
+
+Subcommands: ``transcribe``, ``run`` and ``config`` here; ``devices``, ``models``, ``bench`` and
+``install-service`` registered by the modules that implement them. The options shared by every
+configuration-loading subcommand live in :mod:`streamcap.cli_config`, which imports no
+subcommand: nothing imports this module back.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from . import config as config_mod
-from .config import Config
+from .cli_config import add_config_args, build_config
 from .errors import StreamcapError
 from .events import Event, FinalCaption, PartialCaption
 
@@ -23,44 +29,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that loads a configuration."""
-    p.add_argument("--config", metavar="FILE", help="configuration file (YAML); default: embedded")
-    p.add_argument("--model", help="asr.model: tiny.en, base, small, a CTranslate2 dir, a hub name")
-    p.add_argument("--language", help="asr.language: auto or a code such as en")
-    p.add_argument("--task", choices=["transcribe", "translate"], help="asr.task")
-    p.add_argument("--asr-device", dest="asr_device", help="asr.device: auto, cpu or cuda")
-    p.add_argument("--compute-type", help="asr.compute_type, e.g. int8, float16")
-    p.add_argument(
-        "--set",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="override any config key, e.g. --set vad.aggressiveness=3 (repeatable)",
-    )
-
-
-def build_config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
-    """Load the config file, then apply command-line overrides (which win)."""
-    cfg = config_mod.load(getattr(args, "config", None))
-    overrides: dict[str, Any] = {}
-    for item in getattr(args, "set", []) or []:
-        key, value = config_mod.parse_override(item)
-        overrides[key] = value
-    for attr, key in (
-        ("model", "asr.model"),
-        ("language", "asr.language"),
-        ("task", "asr.task"),
-        ("asr_device", "asr.device"),
-        ("compute_type", "asr.compute_type"),
-    ):
-        v = getattr(args, attr, None)
-        if v is not None:
-            overrides[key] = v
-    overrides.update(extra or {})
-    return config_mod.with_overrides(cfg, overrides) if overrides else cfg
 
 
 # --- transcribe ------------------------------------------------------------------------------
@@ -147,10 +115,79 @@ def _add_transcribe(sub: Any) -> None:
     p.set_defaults(func=_cmd_transcribe)
 
 
+# --- run -------------------------------------------------------------------------------------
+
+
+def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for attr, key in (
+        ("input", "audio.input"),
+        ("audio_device", "audio.device"),
+        ("host", "server.host"),
+        ("port", "server.port"),
+        ("output_dir", "output.dir"),
+    ):
+        v = getattr(args, attr, None)
+        if v is not None:
+            out[key] = v
+    return out
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """``streamcap run``: caption live until SIGTERM/SIGINT (or the end of a file input)."""
+    import asyncio
+    import contextlib
+    import os
+
+    from .daemon import Daemon, apply_log_level
+
+    _quiet_libraries()  # again: simpleobsws (imported by the daemon) sets websockets to INFO
+    extra = _run_overrides(args)
+    cfg = build_config(args, extra)
+    apply_log_level(cfg, keep_debug=bool(getattr(args, "verbose", False)))
+    daemon = Daemon(cfg, reload=lambda: build_config(args, extra))
+    code = asyncio.run(daemon.serve())
+    if daemon.forced or daemon.timed_out:
+        # Threads may still be inside a decode or a device call: leave without waiting for them.
+        logging.shutdown()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+    if daemon.failure is not None:
+        raise StreamcapError(daemon.failure)
+    return code
+
+
+def _add_run(sub: Any) -> None:
+    """Register ``streamcap run`` (``--device``: the audio input; ``--asr-device``: the ASR)."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "run",
+        help="run the live captioning daemon (capture, WebSocket server, caption files)",
+        description="Caption live audio: capture from a microphone, a monitor source, a file "
+        "paced at real time or stdin; serve captions over WebSocket and write SRT/WebVTT/JSONL. "
+        "Flags override the configuration file. SIGTERM/SIGINT stop gracefully, SIGHUP reloads.",
+    )
+    add_config_args(p)
+    p.add_argument("--input", metavar="SPEC",
+                   help="audio.input: mic, mic:DEVICE, file:PATH (paced at real time) or - "
+                   "(raw s16le PCM on stdin)")
+    p.add_argument("--device", dest="audio_device", metavar="NAME",
+                   help="audio.device: capture device, a name substring or an index (see "
+                   "`streamcap devices`), e.g. a monitor source NAME.monitor")
+    p.add_argument("--host", help="server.host: address to listen on")
+    p.add_argument("--port", type=int, help="server.port: port to listen on (0: any free port)")
+    p.add_argument("--output-dir", metavar="DIR", help="output.dir: where caption files go")
+    p.set_defaults(func=_cmd_run)
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
+    from .asr.model import check_model
+
     cfg = build_config(args)
+    check_model(cfg.asr)  # what only the model can tell (English-only and a language)
     sys.stdout.write(yaml.safe_dump(config_mod.to_dict(cfg), sort_keys=False))
     return 0
 
@@ -163,13 +200,13 @@ def _add_config(sub: Any) -> None:
 
 def _registrations() -> list[Callable[[Any], None]]:
     """Every subcommand, each registered by the module that implements it."""
-    from . import daemon, models_cli, service
+    from . import models_cli, service
     from .audio import devices
     from .bench import cli as bench_cli
 
     return [
         _add_transcribe,
-        daemon.add_parser,
+        _add_run,
         devices.add_devices_parser,
         models_cli.add_parser,
         bench_cli.add_parser,
@@ -189,6 +226,11 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    for noisy in ("faster_whisper", "websockets", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -196,8 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("faster_whisper", "websockets", "httpx", "huggingface_hub"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _quiet_libraries()
     try:
         code: int = args.func(args)
         return code

@@ -2,7 +2,8 @@
 
 Unknown keys and bad values raise :class:`~streamcap.errors.ConfigError` naming the key path
 (``asr.compute_type: expected one of ...``). Command-line overrides are applied with
-:func:`with_overrides` using dotted key paths and win over the file.
+:func:`with_overrides` using dotted key paths and win over the file. Loading and validation are
+pure: no model file is read, and this module imports nothing from :mod:`streamcap.asr`.
 """
 
 from __future__ import annotations
@@ -279,7 +280,13 @@ def _unknown_language(code: str) -> str:
 
 
 def validate(cfg: Config) -> Config:
-    """Apply the range rules and the rules that relate keys to each other."""
+    """Apply the range rules and the rules that relate keys to each other.
+
+    Pure: it looks at the values only (no files, no model), so it is safe on the event loop
+    (a SIGHUP reload validates there). What needs the model itself (an English-only model asked
+    for another language) is checked by :func:`streamcap.asr.model.check_model`, where the model
+    is resolved.
+    """
     for path, ok, message in _RULES:
         value = _get(cfg, path)
         if not ok(value):
@@ -293,9 +300,6 @@ def validate(cfg: Config) -> Config:
     for i, lang in enumerate(cfg.asr.languages):
         if lang not in WHISPER_LANGUAGES:
             raise ConfigError(f"asr.languages[{i}]", _unknown_language(lang))
-    from .asr.store import check_model_language
-
-    check_model_language(cfg.asr.model, cfg.asr.language, cfg.asr.task, cfg.asr.languages)
     return cfg
 
 

@@ -82,3 +82,83 @@ def test_hub_name_without_network_fails_clearly() -> None:
     )
     assert p.returncode == 5
     assert "available locally: tiny.en" in p.stderr
+
+
+# --- structure ----------------------------------------------------------------------------------
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "streamcap"
+
+
+def _import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """streamcap's modules and the streamcap modules each imports (function-level included)."""
+    import ast
+
+    mods: dict[str, Path] = {}
+    for p in root.rglob("*.py"):
+        parts = p.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        mods[name] = p
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for m, p in mods.items():
+        pkg = m if p.name == "__init__.py" else m.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                # `from . import config` imports the module streamcap.config
+                names = [f"{target}.{a.name}" if f"{target}.{a.name}" in mods else target
+                         for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            graph[m] |= {n for n in names if n in mods and n != m}
+    return graph
+
+
+def test_no_module_imports_the_cli_and_there_are_no_import_cycles() -> None:
+    """Nothing imports streamcap.cli back, the shared config options import no subcommand, and
+    the package's import graph (imports inside functions included) has no cycle."""
+    graph = _import_graph()
+    assert "streamcap.cli" in graph and "streamcap.cli_config" in graph
+    assert [m for m, deps in graph.items() if "streamcap.cli" in deps] == []
+    assert graph["streamcap.cli_config"] <= {"streamcap.config"}
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack: list[tuple[str, list[str]]] = [(start, [start])]
+        seen: set[str] = set()
+        while stack:
+            node, path = stack.pop()
+            for dep in graph[node]:
+                if dep == start:
+                    return [*path, dep]
+                if dep not in seen:
+                    seen.add(dep)
+                    stack.append((dep, [*path, dep]))
+        return None
+
+    cycles = [c for m in sorted(graph) if (c := cycle_from(m)) is not None]
+    assert cycles == [], " -> ".join(cycles[0])
+
+
+def test_run_is_a_subcommand_with_its_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    """`streamcap run --help` lists the run flags and the shared config flags; a bad flag is one
+    line and exit 2."""
+    from streamcap.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--input", "--device", "--host", "--port", "--output-dir", "--config",
+                 "--model", "--asr-device", "--set"):
+        assert flag in out
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--port", "\x1b[2Jeighty"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--port: invalid int value" in err[0]

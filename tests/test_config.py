@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,23 +72,74 @@ def test_values_are_loaded_and_typed(tmp_path: Path) -> None:
         ({"audio": {"device": 1.5}}, "audio.device", "expected"),
         ({"output": {"min_cue_s": 8.0}}, "output.min_cue_s", "must not exceed"),
         ({"vad": {"max_utterance_s": 20.0, "buffer_s": 10.0}}, "vad.max_utterance_s", "exceed"),
-        ({"asr": {"language": "de"}}, "asr.language", "English-only"),
-        ({"asr": {"task": "translate"}}, "asr.task", "English-only"),
-        ({"asr": {"language": "auto", "languages": ["de"]}}, "asr.languages", "English-only"),
-        ({"asr": {"model": "./no/such/dir"}}, "", ""),
+        ({"asr": {"model": "  "}}, "asr.model", "must not be empty"),
+        ({"asr": {"language": "\x00\x1b[2J"}}, "asr.language", "language code"),
     ],
 )
 def test_bad_values_name_the_key(data: dict[str, Any], path: str, fragment: str) -> None:
     """Each kind of bad value raises ConfigError naming the key path and the problem."""
-    if path == "":
-        # A model path is checked when the model is resolved, not at load: config still loads.
-        from_dict(data)
-        return
     with pytest.raises(ConfigError) as info:
         from_dict(data)
     assert info.value.path == path
     assert fragment in str(info.value)
     assert str(info.value).startswith(path)
+
+
+@pytest.mark.parametrize(
+    ("asr", "path"),
+    [
+        ({"language": "de"}, "asr.language"),
+        ({"task": "translate"}, "asr.task"),
+        ({"language": "auto", "languages": ["de"]}, "asr.languages"),
+    ],
+)
+def test_model_checks_run_where_the_model_is_resolved(asr: dict[str, Any], path: str) -> None:
+    """An English-only model asked for another language loads as a config (validation is pure)
+    and is refused by the model check, which names the key."""
+    from streamcap.asr.model import check_model
+
+    cfg = from_dict({"asr": asr})  # tiny.en, the default model, is English-only
+    with pytest.raises(ConfigError) as info:
+        check_model(cfg.asr)
+    assert info.value.path == path and "English-only" in str(info.value)
+    check_model(from_dict({"asr": {**asr, "model": "base"}}).asr)  # multilingual: fine
+
+
+def test_a_model_path_is_checked_when_resolved_not_when_loaded() -> None:
+    """A model directory that does not exist loads as a config; resolving it fails naming
+    asr.model."""
+    from streamcap.asr.model import check_model, resolve_model
+    from streamcap.errors import ModelError
+
+    cfg = from_dict({"asr": {"model": "./no/such/dir"}})
+    assert cfg.asr.model == "./no/such/dir"
+    check_model(cfg.asr)  # nothing it can tell about a missing directory
+    with pytest.raises(ModelError, match=r"asr\.model: './no/such/dir' is not a CTranslate2"):
+        resolve_model(cfg.asr.model)
+
+
+def test_config_validation_is_pure() -> None:
+    """Importing and validating a config imports nothing from streamcap.asr (no model code)."""
+    code = (
+        "import sys; from streamcap import config; "
+        "config.from_dict({'asr': {'model': 'base', 'language': 'de'}}); "
+        "print(sorted(m for m in sys.modules if m.startswith(('streamcap.asr', 'faster_whisper',"
+        " 'ctranslate2'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
+def test_cli_config_command_still_runs_the_model_check(
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`streamcap config --language de` with the English-only default model is one line
+    naming asr.language, exit 2 (the check moved out of validation, not out of the command)."""
+    assert main(["config", "--language", "de"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("streamcap: error: asr.language:")
+    assert "English-only" in err[0]
 
 
 @pytest.mark.parametrize(("path", "ok", "message"), _RULES, ids=[r[0] for r in _RULES])

@@ -32,16 +32,22 @@ from streamcap.asr.decoder import DecodeRequest, Hypothesis
 from streamcap.audio.decode import load_audio
 from streamcap.audio.sources import BlockCallback, SourceState, StateCallback
 from streamcap.config import AsrConfig, Config
-from streamcap.daemon import (
-    Daemon,
-    EventWriter,
-    dropped_frames,
-    is_live_key,
-    plan_reload,
+from streamcap.daemon import Daemon
+from streamcap.errors import ConfigError, StreamcapError
+from streamcap.events import (
+    SAMPLE_RATE,
+    ErrorEvent,
+    Event,
+    FinalCaption,
+    PartialCaption,
+    StatusEvent,
+    VadEvent,
+    Word,
 )
-from streamcap.errors import ConfigError
-from streamcap.events import SAMPLE_RATE, FinalCaption, Word
+from streamcap.health import PipelineView, dropped_frames, verdict
+from streamcap.reload import is_live_key, plan_reload, retuned
 from streamcap.service import Notifier
+from streamcap.sinks.writer import FileSink
 
 sys.path.insert(0, str(Path(__file__).parent))
 from support.pulse import timeout_unit
@@ -165,6 +171,8 @@ class RecordingNotifier(Notifier):
 def speech() -> np.ndarray[Any, Any]:
     """The JFK clip at 16 kHz: speech from ~0.3 s, a pause after "Americans" at ~2.3 s."""
     if not JFK.is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"speech clip missing: {JFK} (set STREAMCAP_AUDIO)")
         pytest.skip(f"speech clip missing: {JFK} (set STREAMCAP_AUDIO)")
     return load_audio(JFK)
 
@@ -207,12 +215,11 @@ def run(coro: Awaitable[None]) -> None:
 
 async def cleanup(daemon: Daemon) -> None:
     """After a forced exit (which leaves sockets and threads to the process exit): close them."""
-    if daemon.server is not None:
-        await daemon.server.stop()
-    if daemon.obs is not None:
-        await daemon.obs.stop()
-    if daemon.writer is not None:
-        daemon.writer.close(0.1)
+    for sink in daemon.sinks:
+        if sink is not daemon.files:  # the files were left open: that is what is checked
+            await sink.stop(5.0)
+    if daemon.files is not None:
+        daemon.files.close(0.1)
 
 
 def free_port() -> int:
@@ -281,7 +288,7 @@ def test_dropped_frames_counts_capture_and_worker_losses_in_vad_frames() -> None
 # --- the writer thread ----------------------------------------------------------------------
 
 
-def test_event_writer_reports_errors_and_keeps_writing(tmp_path: Path) -> None:
+def test_file_sink_reports_errors_and_keeps_writing(tmp_path: Path) -> None:
     """A failing file is reported (once per distinct message) and later events still go on."""
     errors: list[str] = []
 
@@ -292,8 +299,6 @@ def test_event_writer_reports_errors_and_keeps_writing(tmp_path: Path) -> None:
 
         def write(self, ev: Any) -> None:
             if len(self.written) == 0 and not errors:
-                from streamcap.errors import StreamcapError
-
                 raise StreamcapError("disk full")
             self.written.append(ev)
 
@@ -301,14 +306,111 @@ def test_event_writer_reports_errors_and_keeps_writing(tmp_path: Path) -> None:
             self.closed = True
 
     files = Flaky()
-    w = EventWriter(files, errors.append)  # type: ignore[arg-type]
-    w.start()
-    final = FinalCaption(0, "hi", (), 0.0, 1.0)
-    for _ in range(3):
-        w.put(final)
-    assert w.close(10 * timeout_unit())
+    sink = FileSink(files, errors.append)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        await sink.start()
+        final = FinalCaption(0, "hi", (), 0.0, 1.0)
+        for _ in range(3):
+            sink.publish(final)
+        await sink.stop(10 * timeout_unit())
+
+    run(main())
     assert errors == ["disk full"]
-    assert len(files.written) == 2 and files.closed
+    assert len(files.written) == 2 and files.closed and not sink.alive
+
+
+def test_file_sink_records_captions_vad_and_device_state_changes_only(tmp_path: Path) -> None:
+    """Into real session files go partials, finals, VAD events and one status per device-state
+    change; repeated status and error events (for live clients) do not."""
+    from streamcap.events import Session
+    from streamcap.sinks.files import SessionFiles
+
+    cfg = make_cfg(tmp_path)
+    files = SessionFiles(cfg.output, Session("s1", 0.0), started_at=None)
+    sink = FileSink(files, lambda message: None)
+    events: list[Event] = [
+        StatusEvent(0.0, 0.0, "running", 0, 0),
+        StatusEvent(0.1, 1.0, "running", 0, 1),  # periodic, same state: not recorded
+        VadEvent("speech_start", 0.5, 0),
+        PartialCaption(0, 0, (Word(" hello", 0.5, 1.0, 0.9, stable=False),), 0.5, 1.0),
+        ErrorEvent("output", "a hostile \x00 message"),
+        FinalCaption(0, "hello there", (), 0.5, 1.5),
+        StatusEvent(0.0, 0.0, "lost", 0, 0),
+        StatusEvent(0.0, 0.0, "lost", 0, 0),
+        StatusEvent(0.0, 0.0, "running", 0, 0),
+    ]
+
+    async def main() -> None:
+        await sink.start()
+        for ev in events:
+            sink.publish(ev)
+        await sink.stop(10 * timeout_unit())
+
+    run(main())
+    (jsonl,) = (tmp_path / "captions").glob("*.jsonl")
+    got = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
+    assert [(e["type"], e.get("device_state")) for e in got] == [
+        ("status", "running"), ("vad", None), ("partial", None), ("final", None),
+        ("status", "lost"), ("status", "running")]
+    assert [c.content for c in srt_cues(tmp_path / "captions")] == ["hello there"]
+
+
+def test_file_sink_with_no_files_takes_events_and_stops() -> None:
+    """With every output format off (no files) the sink accepts events and stops cleanly."""
+    sink = FileSink(None, lambda message: None)
+
+    async def main() -> None:
+        await sink.start()
+        sink.publish(FinalCaption(0, "", (), 0.0, 0.0))  # empty text, too
+        await sink.stop(10 * timeout_unit())
+
+    run(main())
+    assert sink.written == 0 and not sink.alive
+
+
+# --- health and reload (pure) ---------------------------------------------------------------
+
+
+def _view(**kw: Any) -> PipelineView:
+    base: dict[str, Any] = {
+        "worker_alive": True, "worker_error": None, "source_finished": False,
+        "source_state": "running", "source_alive": True, "source_error": None,
+        "source_description": "file x.wav",
+    }
+    base.update(kw)
+    return PipelineView(**base)
+
+
+def test_verdict_stops_on_a_dead_worker_or_capture_and_at_the_end_of_input() -> None:
+    """A dead worker or a stopped capture is a failure; the end of the input is not; a lost
+    device that is being reopened keeps the daemon running."""
+    assert verdict(_view()) is None
+    assert verdict(_view(source_state="lost", source_alive=False)) is None
+    dead = verdict(_view(worker_alive=False, worker_error=RuntimeError("boom")))
+    assert dead is not None and dead.failure and "boom" in dead.reason
+    end = verdict(_view(source_finished=True, source_state="finished", source_alive=False))
+    assert end is not None and not end.failure and "file x.wav" in end.reason
+    stopped = verdict(_view(source_state="stopped", source_alive=False, source_error=None))
+    assert stopped is not None and stopped.failure and "unknown reason" in stopped.reason
+
+
+def test_retuned_takes_live_thresholds_only() -> None:
+    """retuned() copies the live VAD/ASR thresholds and leaves the model and device alone."""
+    engine_cfg = Config()
+    new = config_mod.with_overrides(Config(), {"vad.end_silence_s": 1.2, "asr.beam_size": 2,
+                                               "asr.model": "base", "vad.preroll_s": 0.5})
+    out = retuned(engine_cfg, new)
+    assert out.vad.end_silence_s == 1.2 and out.asr.beam_size == 2
+    assert out.asr.model == "tiny.en" and out.vad.preroll_s == engine_cfg.vad.preroll_s
+    assert retuned(engine_cfg, engine_cfg) == engine_cfg
+
+
+def test_a_line_width_change_restarts_obs() -> None:
+    """output.max_line_chars is applied to the files and to OBS (which wraps at that width)."""
+    plan = plan_reload(Config(), config_mod.with_overrides(Config(),
+                                                           {"output.max_line_chars": 30}))
+    assert plan.output_changed and plan.obs_changed and not plan.thresholds_changed
 
 
 # --- the daemon in-process ------------------------------------------------------------------
@@ -354,22 +456,31 @@ def test_sigterm_finalises_the_utterance_in_flight_and_closes_clients_with_1001(
     # READY came after the warm-up: one second of silence, decoded as a final.
     warm = decoder.requests[0]
     assert warm.final and len(warm.audio) == SAMPLE_RATE and not warm.audio.any()
-    assert source.stopped.is_set() and daemon.writer is not None and not daemon.writer.alive
+    assert source.stopped.is_set() and daemon.files is not None and not daemon.files.alive
 
 
 def test_second_signal_forces_exit_while_the_final_decode_hangs(
     tmp_path: Path, speech: np.ndarray[Any, Any]
 ) -> None:
-    """With the final decode stuck, a second SIGINT ends serve() with code 1 and keeps files."""
+    """With the final decode stuck, a second SIGINT ends serve() with code 1, and the cue
+    written before stays in a valid SRT file."""
     cfg = make_cfg(tmp_path, **{"daemon.shutdown_timeout_s": 600.0})
-    source, decoder = ScriptedSource(), ScriptedDecoder(block_finals=True)
+    source, decoder = ScriptedSource(), ScriptedDecoder()
     daemon = Daemon(cfg, source=source, decoder=decoder, notifier=RecordingNotifier())
+    written: list[str] = []
 
     async def main() -> None:
         serve = asyncio.create_task(daemon.serve())
         await started(daemon, serve)
-        source.push(speech[: int(1.8 * SAMPLE_RATE)])
-        await until(lambda: daemon.worker is not None and daemon.worker.engine.audio_time > 1.7,
+        # One whole utterance is captioned and written before the hang.
+        source.push(speech[: int(3.3 * SAMPLE_RATE)])
+        source.push(np.zeros(SAMPLE_RATE, dtype=np.float32))
+        await until(lambda: bool(list((tmp_path / "captions").glob("*.srt")))
+                    and bool(srt_cues(tmp_path / "captions")), 20, "the first cue")
+        written.extend(c.content for c in srt_cues(tmp_path / "captions"))
+        decoder.block_finals = True
+        source.push(speech[int(3.3 * SAMPLE_RATE) : int(5.3 * SAMPLE_RATE)])  # mid-utterance
+        await until(lambda: daemon.worker is not None and daemon.worker.engine.audio_time > 6.2,
                     20, "the audio to reach the engine")
         daemon.handle_signal(signal.SIGINT)
         await until(decoder.in_final.is_set, 20, "the final decode to start")
@@ -385,10 +496,42 @@ def test_second_signal_forces_exit_while_the_final_decode_hangs(
         decoder.release.set()
     assert daemon.worker is not None
     daemon.worker.stop(10 * timeout_unit())
-    # The files opened at start are still there and valid (nothing was cut half-way).
-    srt_cues_or_empty = [p for p in (tmp_path / "captions").glob("*.srt")]
-    assert len(srt_cues_or_empty) == 1
-    list(srt.parse(srt_cues_or_empty[0].read_text(encoding="utf-8")))
+    # The files opened at start are still there, valid, and hold the cues written before.
+    assert written and all(text.strip() for text in written)
+    assert len(list((tmp_path / "captions").glob("*.srt"))) == 1
+    assert [c.content for c in srt_cues(tmp_path / "captions")][: len(written)] == written
+
+
+def test_sigterm_during_a_shutdown_at_the_end_of_input_is_not_a_second_signal(
+    tmp_path: Path, speech: np.ndarray[Any, Any]
+) -> None:
+    """When the input ends the daemon shuts down by itself; one SIGTERM arriving while it
+    finalises is the user's first signal: no forced exit, code 0, the final is kept."""
+    cfg = make_cfg(tmp_path)
+    source, decoder = ScriptedSource(), ScriptedDecoder(block_finals=True)
+    daemon = Daemon(cfg, source=source, decoder=decoder, notifier=RecordingNotifier())
+
+    async def main() -> None:
+        serve = asyncio.create_task(daemon.serve())
+        await started(daemon, serve)
+        source.push(speech[: int(1.8 * SAMPLE_RATE)])  # still speaking when the input ends
+        await until(lambda: daemon.worker is not None and daemon.worker.engine.audio_time > 1.7,
+                    20, "the audio to reach the engine")
+        source.set_state("finished")
+        await until(decoder.in_final.is_set, 20, "the shutdown's final decode")
+        daemon.handle_signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        assert not serve.done() and not daemon.forced
+        decoder.release.set()
+        assert await asyncio.wait_for(serve, 20 * timeout_unit()) == 0
+        assert not daemon.forced and not daemon.timed_out and daemon.failure is None
+
+    try:
+        run(main())
+    finally:
+        decoder.release.set()
+    cues = srt_cues(tmp_path / "captions")
+    assert cues and cues[0].start.total_seconds() < 1.0
 
 
 def test_shutdown_timeout_forces_exit(tmp_path: Path, speech: np.ndarray[Any, Any]) -> None:

@@ -73,9 +73,43 @@ def reference(path: Path) -> str:
 
 
 def need(path: Path) -> Path:
+    """The clip, or a skip when it is missing; under CI=true a missing clip is a failure."""
     if not path.is_file():
-        pytest.skip(f"speech clip missing: {path} (set STREAMCAP_AUDIO)")
+        message = f"speech clip missing: {path} (set STREAMCAP_AUDIO)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
     return path
+
+
+def window_wer(reference_text: str, finals: list[str], index: int) -> tuple[float, float]:
+    """WER of all ``finals`` against the reference prefix they best match (the daemon was
+    stopped mid-reading), and WER of ``finals[index]`` alone against the reference words the
+    alignment puts under it; both normalised as in ``streamcap bench``."""
+    ref = words(reference_text)
+    hyp = words(" ".join(finals))
+    assert hyp, "no words in the finals"
+    best_k = min(range(1, len(ref) + 1),
+                 key=lambda k: jiwer.wer(" ".join(ref[:k]), " ".join(hyp)))
+    total = float(jiwer.wer(" ".join(ref[:best_k]), " ".join(hyp)))
+    h0 = len(words(" ".join(finals[:index])))
+    h1 = h0 + len(words(finals[index]))
+    assert h1 > h0, f"final {index} is empty"
+    out = jiwer.process_words(" ".join(ref[:best_k]), " ".join(hyp))
+    spans: list[tuple[int, int]] = []
+    for c in out.alignments[0]:
+        if c.type in ("equal", "substitute") and c.hyp_start_idx < h1 and c.hyp_end_idx > h0:
+            # one reference word per hypothesis word: clip the chunk to the final's words
+            lo, hi = max(h0, c.hyp_start_idx), min(h1, c.hyp_end_idx)
+            spans.append((c.ref_start_idx + lo - c.hyp_start_idx,
+                          c.ref_start_idx + hi - c.hyp_start_idx))
+        elif c.type == "delete" and h0 < c.hyp_start_idx < h1:
+            spans.append((c.ref_start_idx, c.ref_end_idx))
+    if not spans:  # every word of the final is an insertion
+        return total, 1.0
+    r0, r1 = min(a for a, _ in spans), max(b for _, b in spans)
+    own = float(jiwer.wer(" ".join(ref[r0:r1]) or "<empty>", " ".join(hyp[h0:h1])))
+    return total, own
 
 
 # --- the daemon process -----------------------------------------------------------------------
@@ -212,6 +246,24 @@ def all_spoken_finalised(c: Client, after_seq: int = 0) -> bool:
     return bool(started) and started <= finals
 
 
+def clip_finalised(c: Client, after_seq: int) -> None:
+    """Wait until every utterance started after ``after_seq`` has its final and the finals
+    reach the clip's last word; on a loaded machine the last utterance may start late, so when
+    that word never comes, judge what is there after a settling time (the WER bound decides)."""
+    last = words(CLIP_TEXT)[-1]
+    settle = time.monotonic() + 5 * timeout_unit()
+
+    def done() -> bool:
+        if not all_spoken_finalised(c, after_seq):
+            return False
+        got = words(" ".join(m["text"] for m in c.of("final") if m["seq"] > after_seq))
+        # most of the clip and its last word (a late final of an earlier clip is not enough)
+        whole = len(got) >= len(words(CLIP_TEXT)) - 2 and got[-1] == last
+        return whole or time.monotonic() > settle
+
+    wait_until(done, 30, "the finals of the clip")
+
+
 # --- live capture from PulseAudio -------------------------------------------------------------
 
 
@@ -246,12 +298,16 @@ def test_live_capture_sends_partials_then_finals_matching_the_clip(live: Live) -
     start_seq = max(m["seq"] for m in c.messages if "seq" in m)
     player = live.pa.play(CLIP)
     live.pa.wait_played(player, 30)
-    wait_until(lambda: all_spoken_finalised(c, start_seq), 30, "the finals of the clip")
+    clip_finalised(c, start_seq)
 
     finals = [m for m in c.of("final") if m["seq"] > start_seq]
     partials = [m for m in c.of("partial") if m["seq"] > start_seq]
     text = " ".join(f["text"] for f in finals)
-    assert wer(CLIP_TEXT, text) < 0.3, text
+    print(f"live WER {wer(CLIP_TEXT, text):.3f}: {text}")
+    # Measured 0.000 in 3 runs on a quieter machine (17 words); under a load of 7-9 on 2 cores
+    # 0.176 twice (with the code before this branch too): the last utterance, "wait no
+    # longer", was finalised only much later. The bound allows three word errors.
+    assert wer(CLIP_TEXT, text) < 0.2, text
     assert partials, "no partial caption before the final"
     for f in finals:
         own = [p for p in partials if p["utterance_id"] == f["utterance_id"]]
@@ -283,12 +339,12 @@ def test_device_loss_is_reported_and_captioning_resumes_without_restart(live: Li
                    if m["device_state"] == "running" and m["seq"] > lost_seq)
     player = pa.play(CLIP)
     pa.wait_played(player, 30)
-    wait_until(lambda: all_spoken_finalised(c, back_seq), 30, "a final after the reload")
+    clip_finalised(c, back_seq)
     text = " ".join(m["text"] for m in c.of("final") if m["seq"] > back_seq)
-    # Captioning resumed: the new finals are words of the clip (the quality bound is the
-    # previous test's; here the point is that captions come at all, in the same process).
+    # Captioning resumed, as well as before the loss (the previous test's bound).
     got = words(text)
-    assert got and sum(w in set(words(CLIP_TEXT)) for w in got) / len(got) >= 0.6, text
+    print(f"resumed WER {wer(CLIP_TEXT, text):.3f}: {text}")
+    assert got and wer(CLIP_TEXT, text) < 0.2, text
     assert live.daemon.proc.poll() is None
     assert "device lost" in live.daemon.stderr()
 
@@ -296,41 +352,59 @@ def test_device_loss_is_reported_and_captioning_resumes_without_restart(live: Li
 # --- signals ------------------------------------------------------------------------------------
 
 
+@dataclass
+class NotifySocket:
+    """A real AF_UNIX datagram socket in the role of systemd's NOTIFY_SOCKET, read on a thread
+    as systemd reads it (an unread socket fills after 10 datagrams and blocks the sender)."""
+
+    path: str
+    messages: list[str] = field(default_factory=list)
+
+
 @pytest.fixture
-def notify_socket() -> Iterator[tuple[socket.socket, str]]:
-    """A real AF_UNIX datagram socket in the role of systemd's NOTIFY_SOCKET."""
+def notify_socket() -> Iterator[NotifySocket]:
     root = Path(tempfile.mkdtemp(prefix="scn-"))
     path = root / "notify"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(path))
     sock.settimeout(0.1)
+    ns = NotifySocket(str(path))
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                ns.messages.append(sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        yield sock, str(path)
+        yield ns
     finally:
+        done.set()
+        reader.join(5)
         sock.close()
         path.unlink(missing_ok=True)
         root.rmdir()
 
 
-def drain(sock: socket.socket) -> list[str]:
-    out = []
-    while True:
-        try:
-            out.append(sock.recv(4096).decode())
-        except TimeoutError:
-            return out
-
-
 def test_sigterm_mid_speech_exits_0_with_the_utterance_finalised(
-    tmp_path: Path, notify_socket: tuple[socket.socket, str]
+    tmp_path: Path, notify_socket: NotifySocket
 ) -> None:
     """SIGTERM while an utterance is in flight: exit 0, READY/WATCHDOG/STOPPING sent, and the
     utterance is finalised into a valid SRT file."""
     need(SONNET)
-    sock, path = notify_socket
+    path = notify_socket.path
     env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
     env.pop("WATCHDOG_PID", None)
-    d = start_daemon(tmp_path, ["--input", f"file:{SONNET}"], env=env)
+    # A generous shutdown timeout: on a loaded machine the final decode may take seconds, and
+    # what is checked here is a clean exit with the final, not the timeout.
+    d = start_daemon(tmp_path, ["--input", f"file:{SONNET}",
+                                "--set", "daemon.shutdown_timeout_s=60"], env=env)
     try:
         d.wait_listening(90)
 
@@ -338,7 +412,9 @@ def test_sigterm_mid_speech_exits_0_with_the_utterance_finalised(
             evs = jsonl_events(d)
             done = {e["utterance_id"] for e in evs if e["type"] == "final"}
             for e in evs:
-                if e["type"] == "partial" and e["utterance_id"] not in done and e["words"]:
+                # Not utterance 0: it is the single word "One." (its WER is 0 or 1).
+                if e["type"] == "partial" and e["utterance_id"] >= 1 \
+                        and e["utterance_id"] not in done and e["words"]:
                     return e
             return None
 
@@ -354,14 +430,24 @@ def test_sigterm_mid_speech_exits_0_with_the_utterance_finalised(
     assert partial["utterance_id"] in finals, "the utterance in flight was not finalised"
     final = finals[partial["utterance_id"]]
     assert final["end"] >= partial["end"] - 0.5
-    spoken = set(words(reference(SONNET)))
-    got = words(final["text"])
-    assert got and sum(w in spoken for w in got) / len(got) >= 0.5, final["text"]
+    # Score what was fully spoken before the signal: the final's words up to the end of the
+    # partial seen then (the words after it were cut off mid-word by the signal).
+    heard = " ".join(w["text"] for w in final["words"] if w["end"] <= partial["end"] + 0.05)
+    assert words(heard), f"the final lost the words of the partial: {final['text']!r}"
+    ordered = [finals[k] for k in sorted(finals) if k < final["utterance_id"]]
+    total, own = window_wer(reference(SONNET), [*(f["text"] for f in ordered), heard],
+                            len(ordered))
+    print(f"WER all finals {total:.3f}, the finalised utterance {own:.3f}: {heard}")
+    # Measured (tiny.en, 10 runs on a loaded 2-core machine): all finals 0.14-0.27 against the
+    # reference prefix they cover (once 0.40 when the signal cut a word in two, which the
+    # words-heard rule above now leaves out); the finalised utterance alone 0.00-0.33
+    # (Shakespeare: "riper" -> "writer", "increase" -> "and crease").
+    assert total < 0.3 and own < 0.4, final["text"]
     srts = d.files(".srt")
     assert len(srts) == 1
     cues = list(srt.parse(srts[0].read_text(encoding="utf-8")))
     assert cues and words(srt_text(srts)) == words(" ".join(f["text"] for f in finals.values()))
-    msgs = drain(sock)
+    msgs = list(notify_socket.messages)
     kinds = [m.split("=", 1)[0] for m in msgs]
     assert "READY" in kinds and "STOPPING" in kinds
     assert kinds.index("STOPPING") > kinds.index("READY")

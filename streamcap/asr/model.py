@@ -113,10 +113,26 @@ def _pick_device(device: str) -> str:
         return "cpu"
 
 
+def check_model(cfg: AsrConfig) -> None:
+    """The configuration checks that need the model: raise :class:`ConfigError` naming the key
+    (``asr.language``, ``asr.languages``, ``asr.task``) when an English-only model is asked for
+    another language or for translation.
+
+    Not pure: for a model directory it reads the model's files (and may load its vocabulary),
+    so call it off the event loop. :func:`load_model` calls it first; ``streamcap config`` and
+    the daemon's preflight call it on their own.
+    """
+    from .store import check_model_language
+
+    check_model_language(cfg.model, cfg.language, cfg.task, cfg.languages)
+
+
 def load_model(cfg: AsrConfig) -> LoadedModel:
-    """Load the configured model; raise :class:`ModelError` with a clear message if impossible."""
+    """Check (:func:`check_model`) and load the configured model; raise :class:`ConfigError` or
+    :class:`ModelError` with a clear message if impossible."""
     from faster_whisper import WhisperModel
 
+    check_model(cfg)
     path = resolve_model(cfg.model, cfg.model_dir)
     device = _pick_device(cfg.device)
     compute = cfg.compute_type

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli_config import add_config_args, build_config
 from ..errors import AudioError, ConfigError
 from .manifest import Clip, load_clips
 from .run import BenchRun, FileResult, Progress, run_bench
@@ -76,8 +77,6 @@ class TqdmProgress(Progress):
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``bench`` on the ``streamcap`` command."""
-    from ..cli import add_config_args
-
     p = subparsers.add_parser(
         "bench",
         help="measure accuracy, latency and cost on real speech (streaming vs offline)",
@@ -176,8 +175,6 @@ def _prepare_out(out: Path) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """The ``bench`` handler."""
-    from ..cli import build_config
-
     if args.compare:
         from .compare import compare_table
 

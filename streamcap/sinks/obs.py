@@ -300,10 +300,13 @@ class ObsStats:
 class ObsSink:
     """Rolling caption text and CEA-608 stream captions into OBS over obs-websocket v5.
 
-    ``start()`` returns at once (the connection is made, and remade, in the background);
-    ``publish(event)`` is called from the event loop and never blocks; ``stop()`` clears the
-    text source (``clear_on_stop``) and closes the connection.
+    A :class:`~streamcap.sinks.base.Sink`: ``start()`` returns at once (the connection is made,
+    and remade, in the background); ``publish(event)`` is called from the event loop and never
+    blocks (captions are used, other events ignored); ``stop(timeout)`` clears the text source
+    (``clear_on_stop``) and closes the connection.
     """
+
+    name = "obs"
 
     def __init__(
         self,
@@ -407,9 +410,19 @@ class ObsSink:
                 self._captions.append(piece)
             self._wake.set()
 
-    async def stop(self) -> None:
-        """Stop: clear the caption in OBS (when connected) and close the connection."""
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop: clear the caption in OBS (when connected) and close the connection, within
+        ``timeout`` seconds (past it the connection is dropped without clearing the text)."""
         self._stopping = True
+        try:
+            await asyncio.wait_for(self._shut(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("OBS: not closed within %g s; dropping the connection", timeout)
+            self._client = None
+        self._connected.clear()
+        self._state = "disabled"
+
+    async def _shut(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -424,8 +437,6 @@ class ObsSink:
                 with contextlib.suppress(Exception):
                     await self._call(client, "SetInputSettings", self._text_request(""))
             await self._close(client)
-        self._connected.clear()
-        self._state = "disabled"
 
     # --- throttled text ---
 

@@ -275,6 +275,52 @@ def test_sink_keeps_the_latest_text_while_obs_is_unreachable() -> None:
     asyncio.run(main())
 
 
+def test_sink_is_a_sink_and_stops_within_its_timeout_against_a_silent_peer() -> None:
+    """The OBS sink implements the Sink protocol; against a peer that accepts the connection and
+    never answers, stop(timeout) returns, the sink is disabled and later events are ignored."""
+    from streamcap.sinks.base import Sink
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    conns: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        srv.settimeout(0.2)
+        while not done.is_set():
+            try:
+                conns.append(srv.accept()[0])  # held open, never written to
+            except OSError:
+                continue
+
+    th = threading.Thread(target=accept, daemon=True)
+    th.start()
+
+    async def main() -> None:
+        sink: Sink = ObsSink(ObsConfig(enabled=True, port=srv.getsockname()[1]))
+        assert sink.name == "obs"
+        await sink.start()
+
+        async def connected_tcp() -> bool:
+            return bool(conns)
+
+        await wait_for(connected_tcp, 10 * T, "the TCP connection")
+        await asyncio.wait_for(sink.stop(0.5), 30 * T)  # the guard only catches a hang
+        assert isinstance(sink, ObsSink) and sink.state == "disabled"
+        sink.publish(_final(1, "after stop"))
+        assert sink.text == ""
+
+    try:
+        asyncio.run(main())
+    finally:
+        done.set()
+        th.join(2)
+        for c in conns:
+            c.close()
+        srv.close()
+
+
 def test_sink_retries_against_a_server_that_is_not_obs(caplog: pytest.LogCaptureFixture) -> None:
     """A port that answers with garbage is a one-line connect error, retried with backoff."""
     accepted: list[int] = []
