@@ -20,7 +20,7 @@ Threads and hand-offs (every hop from a thread to the loop goes through one
     capture thread ──bridge──▶ loop: device state changes, the session epoch
     worker thread ──bridge──▶ loop: Daemon._publish(event) ──▶ sink.publish(event) for each sink
         FileSink: queue ──▶ writer thread: SessionFiles (fsync per cue)
-        ServerSink (CaptionServer): per-client queues and relay tasks
+        CaptionServer: per-client queues and relay tasks
         ObsSink: throttled text and caption requests on its task
     writer thread ──bridge──▶ loop: an ``error`` event when a caption file cannot be written
     event loop: status every ``server.status_interval_s``, watchdog, signals, reload
@@ -69,7 +69,7 @@ from .audio.sources import (
     open_source,
 )
 from .bridge import LoopBridge, in_thread
-from .config import Config, ServerConfig
+from .config import Config
 from .engine import CaptionEngine
 from .errors import StreamcapError
 from .events import SAMPLE_RATE, ErrorEvent, Event, Session, StatusEvent
@@ -79,7 +79,7 @@ from .service import Notifier
 from .sinks.base import Sink
 from .sinks.files import SessionFiles
 from .sinks.obs import ObsSink
-from .sinks.websocket import CLOSE_GOING_AWAY, CaptionServer, HelloInfo
+from .sinks.websocket import CaptionServer, HelloInfo
 from .sinks.writer import FileSink
 from .watchdog import WatchdogFeeder
 
@@ -137,59 +137,6 @@ def paced_submit(worker: EngineWorker, stopping: Callable[[], bool]) -> Callable
     return submit
 
 
-# --- ADAPTER (drop at merge) ------------------------------------------------------------------
-# Today's CaptionServer has ``stop(code, reason)`` and no ``name``. Once the split server module
-# implements the Sink protocol itself (``name``, ``async stop(timeout)``), delete this class and
-# construct ``CaptionServer(cfg, session, hello, health=...)`` where ``ServerSink`` is built in
-# ``Daemon.startup``; the daemon uses nothing else from it (``port``, ``clients``, ``hello``,
-# ``session`` are the server's own attributes).
-
-
-class ServerSink:
-    """:class:`CaptionServer` wrapped to the :class:`~streamcap.sinks.base.Sink` protocol."""
-
-    name = "websocket"
-
-    def __init__(self, cfg: ServerConfig, session: Session, hello: HelloInfo,
-                 health: Callable[[], bool]) -> None:
-        self.inner = CaptionServer(cfg, session, hello, health=health)
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    def publish(self, event: Event) -> None:
-        self.inner.publish(event)
-
-    async def stop(self, timeout: float) -> None:
-        """Close every client with 1001 ("server shutting down") within ``timeout`` seconds."""
-        await asyncio.wait_for(self.inner.stop(CLOSE_GOING_AWAY, "server shutting down"),
-                               timeout)
-
-    @property
-    def port(self) -> int:
-        return self.inner.port
-
-    @property
-    def clients(self) -> int:
-        return self.inner.clients
-
-    @property
-    def hello(self) -> HelloInfo:
-        return self.inner.hello
-
-    @hello.setter
-    def hello(self, value: HelloInfo) -> None:
-        self.inner.hello = value
-
-    @property
-    def session(self) -> Session:
-        return self.inner.session
-
-    @session.setter
-    def session(self, value: Session) -> None:
-        self.inner.session = value
-
-
 # --- the daemon ---------------------------------------------------------------------------------
 
 
@@ -230,7 +177,7 @@ class Daemon:
         self.worker: EngineWorker | None = None
         self.sinks: list[Sink] = []
         self.files: FileSink | None = None
-        self.server: ServerSink | None = None
+        self.server: CaptionServer | None = None
         self.obs: ObsSink | None = None
         self._bridge: LoopBridge | None = None
         self._should_exit: asyncio.Event | None = None
@@ -466,7 +413,7 @@ class Daemon:
         if cfg.server.enabled:
             hello = HelloInfo(model=cfg.asr.model, language=cfg.asr.language,
                               audio_device=device)
-            self.server = ServerSink(cfg.server, session, hello, health=self.healthy)
+            self.server = CaptionServer(cfg.server, session, hello, health=self.healthy)
             await self._start_sink(self.server)
             host = cfg.server.host
             host = f"[{host}]" if ":" in host else host

@@ -72,6 +72,7 @@ class ScriptedDecoder:
         self.in_final = threading.Event()
         self.block_finals = block_finals
         self.fail = fail
+        self.decode_seconds = 0.0
 
     def retune(self, cfg: AsrConfig) -> None:
         self.cfg = cfg

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import srt
 import webvtt
+from support.captions import final_of, jfk_words, shifted, timed
 
 from streamcap.config import OutputConfig
 from streamcap.errors import StreamcapError
@@ -30,8 +31,6 @@ from streamcap.events import (
 )
 from streamcap.sinks.captions import CaptionFormatter
 from streamcap.sinks.files import CaptionFiles, SessionFiles, SubtitleFileWriter
-
-from .test_captions import final_of, jfk_words, shifted, timed
 
 REPO = Path(__file__).resolve().parents[2]
 
