@@ -204,11 +204,13 @@ class Daemon:
         return src.state if src is not None and self._source_started else "starting"
 
     def healthy(self) -> bool:
-        """For ``/healthz``: capture is running (device open) and the worker thread is alive."""
+        """For ``/healthz``: capture is running (device open), the worker thread is alive and
+        it makes progress (a decoder hung for ``WatchdogFeeder.STALL_S`` is not healthy)."""
         w = self.worker
         return (
             w is not None and w.alive and self.source is not None and self._source_started
             and self.source.state == "running" and self.source.alive
+            and self._watchdog.problem is None
         )
 
     def status_event(self) -> StatusEvent:
@@ -226,7 +228,9 @@ class Daemon:
 
     def status_text(self) -> str:
         st = self.status_event()
-        return (f"{self.device_state}; lag {st.lag:.1f} s, rtf {st.rtf:.2f}, "
+        problem = self._watchdog.problem
+        return (f"{self.device_state}; " + (f"{problem}; " if problem else "")
+                + f"lag {st.lag:.1f} s, rtf {st.rtf:.2f}, "
                 f"{st.clients} client(s), {st.dropped_frames} frame(s) dropped")
 
     # --- signals --------------------------------------------------------------------------

@@ -41,8 +41,13 @@ class Notifier:
         self.socket_path = os.environ.get("NOTIFY_SOCKET") or None
         if self.socket_path and _reachable(self.socket_path):
             self._n = sdnotify.SystemdNotifier()
-            if getattr(self._n, "socket", None) is None:
+            sock = getattr(self._n, "socket", None)
+            if sock is None:
                 self._n = None
+            else:
+                # Never block the event loop: a notify socket nobody reads (its queue full)
+                # loses the message (sdnotify swallows the error) instead of stalling captions.
+                sock.setblocking(False)
 
     def close(self) -> None:
         """Close the notify socket (later calls are no-ops)."""

@@ -18,34 +18,45 @@ log = logging.getLogger("streamcap.daemon")
 
 
 class WatchdogFeeder:
-    """``check()`` once per round of the daemon's loop; a no-op without ``WATCHDOG_USEC``."""
+    """``check()`` once per round of the daemon's loop.
+
+    The stall check always runs (``/healthz`` and the status line report a hung worker); the
+    ``WATCHDOG=1`` pings are sent only when systemd asked for them (``WATCHDOG_USEC``).
+    """
+
+    #: A worker with audio waiting and no progress for this long counts as hung; a long final
+    #: decode on a slow machine is not a hang.
+    STALL_S = 10.0
 
     def __init__(self, notifier: Notifier) -> None:
         self.notifier = notifier
-        self._gate: WatchdogGate | None = None
-        self._reason: str | None = None
         interval = notifier.watchdog_interval()
-        if interval is not None:
-            # A worker with audio waiting and no progress for this long counts as hung (the pings
-            # stop, systemd restarts us); 10 s at least, as a long final decode is not a hang.
-            self._gate = WatchdogGate(interval, stall_s=max(interval, 10.0))
+        self._pings = interval is not None
+        self._gate = WatchdogGate(interval or 1.0, stall_s=max(interval or 0.0, self.STALL_S))
+        self._logged: str | None = None
 
     @property
     def interval_s(self) -> float | None:
-        """How often to ping (None: no watchdog)."""
-        return self._gate.interval_s if self._gate is not None else None
+        """How often to ping (None: systemd asked for no watchdog)."""
+        return self._gate.interval_s if self._pings else None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the pipeline is not healthy (a stalled or dead worker or capture), or None."""
+        return self._gate.reason
 
     def check(self, worker: EngineWorker, source: AudioSource) -> None:
         gate = self._gate
-        if gate is None:
-            return
         live = Liveness(capture_alive=source.alive or source.finished, worker_alive=worker.alive,
                         progress=worker.engine.audio_time, backlog_s=worker.queued_seconds)
-        if gate.check(time.monotonic(), live):
+        if gate.check(time.monotonic(), live) and self._pings:
             self.notifier.watchdog()
-        if gate.reason != self._reason:
-            self._reason = gate.reason
-            if self._reason is not None:
-                log.warning("not feeding the watchdog: %s", self._reason)
+        # Log when the kind of problem changes, not every second its figures do.
+        kind = None if gate.reason is None else gate.reason.split(" for ")[0]
+        if kind != self._logged:
+            self._logged = kind
+            if gate.reason is not None:
+                log.warning("%s: %s", "not feeding the watchdog" if self._pings else "unhealthy",
+                            gate.reason)
             else:
-                log.info("feeding the watchdog again")
+                log.info("feeding the watchdog again" if self._pings else "healthy again")

@@ -105,19 +105,12 @@ def test_hung_decoder_shows_in_the_status_lag(hung: Hung) -> None:
     assert max(lags) >= 10.0, lags
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon bug: Daemon.healthy() (for /healthz) only checks that the worker *thread* is "
-    "alive and capture runs; a worker blocked in decode() for good still answers 200 ok, "
-    "although the watchdog gate has already declared the hang"))
 def test_hung_decoder_makes_healthz_503(hung: Hung) -> None:
     """/healthz answers 200 before the hang and 503 once the watchdog gate declared it."""
     assert hung.healthz_at_start[0] == 200
     assert hung.healthz[0] == 503, hung.healthz
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "daemon bug: the systemd STATUS= line (Daemon.status_text) never names the hang; the "
-    "reason is only in the log ('not feeding the watchdog: ...')"))
 def test_hung_decoder_status_line_says_why(hung: Hung) -> None:
     """The STATUS= line sent to systemd during the hang names it (no progress)."""
     statuses = [m for m in hung.window if m.startswith("STATUS=")]
