@@ -91,17 +91,17 @@ def test_bad_values_are_config_errors_naming_the_variable(env: dict[str, str],
 
 
 def test_wrapper_delegates_everything_to_the_real_decoder() -> None:
-    """Decodes, language detection, multilingual, retune and counters go to the real decoder."""
+    """Decodes, multilingual and retune go to the real decoder; its decode time counts the
+    injected delay too (a slowed decoder is slow)."""
     inner = Scripted()
     dec = wrap_decoder(inner, DecodeFaults(delay_s=0.001))
     assert isinstance(dec, FaultyDecoder)
     hyp = dec.decode(REQ)
     assert hyp.audio_end == pytest.approx(2.1) and inner.calls == 1
-    assert dec.detect_language(REQ.audio) == ("de", 0.75)
     assert dec.multilingual is True
-    dec.retune("new settings")  # type: ignore[attr-defined]
+    dec.retune("new settings")  # type: ignore[arg-type]
     assert inner.retuned == "new settings"
-    assert dec.decode_seconds == 1.25  # type: ignore[attr-defined]
+    assert 1.25 + 0.001 <= dec.decode_seconds < 1.25 + 0.5
     with pytest.raises(AttributeError):
         dec.no_such_thing  # type: ignore[attr-defined]  # noqa: B018
 
