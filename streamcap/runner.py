@@ -81,8 +81,6 @@ def run_audio(
                 emit(ev)
         for ev in engine.finish():
             emit(ev)
-        # The decoder may be shared across runs: count this run's decoding only.
-        result.decode_seconds = decoder.decode_seconds - decoded_before
     else:
         # Generous queue: the file shell must never drop audio (the daemon's is bounded).
         worker = EngineWorker(engine, emit, queue_seconds=max(60.0, result.duration + 1))
@@ -97,8 +95,9 @@ def run_audio(
         worker.stop(timeout=max(60.0, result.duration))
         if worker.error is not None:
             raise worker.error
-        result.decode_seconds = worker.decode_seconds
         result.dropped_samples = worker.dropped_samples
+    # The decoder may be shared across runs: count this run's decoding only.
+    result.decode_seconds = decoder.decode_seconds - decoded_before
     result.wall_seconds = time.monotonic() - t0
     return result
 

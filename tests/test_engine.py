@@ -233,6 +233,9 @@ def test_realtime_run_emits_vad_partials_and_finals_in_order() -> None:
     walls = [te.wall for te in result.events]
     assert walls == sorted(walls)
     assert result.dropped_samples == 0
+    # The decoder is shared across tests: the run counts its own decoding only (serial decodes
+    # cannot take longer than the run).
+    assert 0 < result.decode_seconds <= result.wall_seconds
     words = {norm(w.text) for te in result.events if isinstance(te.event, FinalCaption)
              for w in te.event.words}
     assert {"wait", "longer"} <= words
