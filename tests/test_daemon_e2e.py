@@ -13,11 +13,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import os
-import queue
 import re
 import signal
 import socket
@@ -34,11 +30,18 @@ from typing import Any
 import jiwer
 import pytest
 import srt
-import websockets
 import webvtt
 
 sys.path.insert(0, str(Path(__file__).parent))
-from support.daemon_proc import reference, wer, words
+from support.daemon_proc import (
+    Client,
+    DaemonProc,
+    reference,
+    srt_text,
+    start_daemon,
+    wer,
+    words,
+)
 from support.pulse import PulseServer, private_pulse, timeout_unit, wait_until
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -92,130 +95,7 @@ def window_wer(reference_text: str, finals: list[str], index: int) -> tuple[floa
     return total, own
 
 
-# --- the daemon process -----------------------------------------------------------------------
-
-
-@dataclass
-class DaemonProc:
-    """A running ``streamcap run`` with its stdout lines collected on a thread."""
-
-    proc: subprocess.Popen[str]
-    out_dir: Path
-    stderr_path: Path
-    lines: queue.Queue[str] = field(default_factory=queue.Queue)
-    port: int = 0
-    pump: threading.Thread | None = None
-
-    def wait_listening(self, units: float) -> int:
-        deadline = time.monotonic() + units * timeout_unit()
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            m = LISTEN_RE.search(line)
-            if m:
-                self.port = int(m.group(2))
-                return self.port
-        raise AssertionError(f"the daemon never said where it listens; stderr:\n{self.stderr()}")
-
-    def stderr(self) -> str:
-        try:
-            return self.stderr_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30 * timeout_unit())
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self.pump is not None:
-            self.pump.join(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        return self.proc.returncode
-
-    def files(self, suffix: str) -> list[Path]:
-        return sorted(self.out_dir.glob(f"*{suffix}"))
-
-
-def start_daemon(tmp: Path, args: list[str], env: dict[str, str] | None = None) -> DaemonProc:
-    out_dir = tmp / "captions"
-    err = tmp / "daemon.stderr"
-    with open(err, "w") as err_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamcap.cli", "run", "--port", "0", "--output-dir",
-             str(out_dir), *args],
-            env=env if env is not None else dict(os.environ),
-            cwd=tmp,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=err_file,
-            text=True,
-        )
-    d = DaemonProc(proc, out_dir, err)
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            d.lines.put(line)
-
-    d.pump = threading.Thread(target=pump, daemon=True)
-    d.pump.start()
-    return d
-
-
-def jsonl_events(d: DaemonProc) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for path in d.files(".jsonl"):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(json.JSONDecodeError):  # a line being written
-                out.append(json.loads(line))
-    return out
-
-
-def srt_text(paths: list[Path]) -> str:
-    return " ".join(c.content.replace("\n", " ")
-                    for p in paths for c in srt.parse(p.read_text(encoding="utf-8")))
-
-
-class Client:
-    """A real WebSocket client that collects every message on a thread of its own."""
-
-    def __init__(self, port: int) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.close_code: int | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main(port)), daemon=True)
-        self._thread.start()
-        wait_until(lambda: self._ready.is_set() or self._error is not None, 20, "the connection")
-        if self._error is not None:
-            raise self._error
-
-    async def _main(self, port: int) -> None:
-        try:
-            async with websockets.connect(f"ws://127.0.0.1:{port}/") as ws:
-                self._ready.set()
-                async for raw in ws:
-                    self.messages.append(json.loads(raw))
-                self.close_code = ws.close_code
-        except websockets.ConnectionClosed as exc:
-            self.close_code = exc.rcvd.code if exc.rcvd else None
-        except BaseException as exc:  # surfaced to the test
-            self._error = exc
-
-    def of(self, type_: str) -> list[dict[str, Any]]:
-        return [m for m in list(self.messages) if m["type"] == type_]
-
-    def join(self, units: float) -> None:
-        self._thread.join(units * timeout_unit())
+# --- the daemon process: tests/support/daemon_proc.py (DaemonProc, start_daemon, Client) -----
 
 
 def all_spoken_finalised(c: Client, after_seq: int = 0) -> bool:
@@ -389,7 +269,7 @@ def test_sigterm_mid_speech_exits_0_with_the_utterance_finalised(
         d.wait_listening(90)
 
         def in_flight() -> dict[str, Any] | None:
-            evs = jsonl_events(d)
+            evs = d.events()
             done = {e["utterance_id"] for e in evs if e["type"] == "final"}
             for e in evs:
                 # Not utterance 0: it is the single word "One." (its WER is 0 or 1).
@@ -405,7 +285,7 @@ def test_sigterm_mid_speech_exits_0_with_the_utterance_finalised(
         assert d.proc.wait(30 * timeout_unit()) == 0, d.stderr()
     finally:
         d.stop()
-    evs = jsonl_events(d)
+    evs = d.events()
     finals = {e["utterance_id"]: e for e in evs if e["type"] == "final"}
     assert partial["utterance_id"] in finals, "the utterance in flight was not finalised"
     final = finals[partial["utterance_id"]]
@@ -463,7 +343,7 @@ def test_sigkill_leaves_valid_srt_and_vtt_up_to_the_last_cue(tmp_path: Path) -> 
     assert [words(v.text) for v in vtt.captions] == [
         words(c.content) for c in cues_after[: len(vtt.captions)]]
     # The JSON Lines file gets a final just before its cue: the cues are a prefix of the finals.
-    finals = words(" ".join(e["text"] for e in jsonl_events(d) if e["type"] == "final"))
+    finals = words(" ".join(e["text"] for e in d.events() if e["type"] == "final"))
     in_srt = words(srt_text([srt_path]))
     assert in_srt and finals[: len(in_srt)] == in_srt
 
