@@ -65,6 +65,21 @@ class Word:
         )
 
 
+def _who(source: str | None, speaker: str | None) -> dict[str, str]:
+    """The optional ``source``/``speaker`` fields (present only with labelled inputs)."""
+    d: dict[str, str] = {}
+    if source is not None:
+        d["source"] = source
+    if speaker is not None:
+        d["speaker"] = speaker
+    return d
+
+
+def _opt_str(d: dict[str, Any], key: str) -> str | None:
+    v = d.get(key)
+    return None if v is None else str(v)
+
+
 def join_words(words: tuple[Word, ...] | list[Word]) -> str:
     """Join Whisper word pieces (which carry their own leading spaces) into clean text."""
     return "".join(w.text for w in words).strip()
@@ -98,6 +113,8 @@ class PartialCaption(_JsonMixin):
     end: float
     language: str = "en"
     language_probability: float = 1.0
+    source: str | None = None  # the input's label ("You", "Others") with several inputs
+    speaker: str | None = None  # who spoke: the source label, or a finer turn label
     type: Literal["partial"] = field(default="partial", init=False)
 
     @property
@@ -124,7 +141,7 @@ class PartialCaption(_JsonMixin):
             "end": _r(self.end),
             "language": self.language,
             "language_probability": _r(self.language_probability),
-        }
+        } | _who(self.source, self.speaker)
 
 
 @dataclass(frozen=True)
@@ -143,6 +160,8 @@ class FinalCaption(_JsonMixin):
     language: str = "en"
     language_probability: float = 1.0
     translation: str | None = None
+    source: str | None = None  # the input's label ("You", "Others") with several inputs
+    speaker: str | None = None  # who spoke: the source label, or a finer turn label
     type: Literal["final"] = field(default="final", init=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,7 +177,7 @@ class FinalCaption(_JsonMixin):
         }
         if self.translation is not None:
             d["translation"] = self.translation
-        return d
+        return d | _who(self.source, self.speaker)
 
 
 @dataclass(frozen=True)
@@ -168,6 +187,7 @@ class VadEvent(_JsonMixin):
     state: Literal["speech_start", "speech_end"]
     time: float
     utterance_id: int
+    source: str | None = None
     type: Literal["vad"] = field(default="vad", init=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,7 +196,7 @@ class VadEvent(_JsonMixin):
             "state": self.state,
             "time": _r(self.time),
             "utterance_id": self.utterance_id,
-        }
+        } | _who(self.source, None)
 
 
 @dataclass(frozen=True)
@@ -216,6 +236,8 @@ def event_from_dict(d: dict[str, Any]) -> Event:
             end=float(d["end"]),
             language=str(d.get("language", "en")),
             language_probability=float(d.get("language_probability", 1.0)),
+            source=_opt_str(d, "source"),
+            speaker=_opt_str(d, "speaker"),
         )
     if t == "final":
         tr = d.get("translation")
@@ -228,12 +250,15 @@ def event_from_dict(d: dict[str, Any]) -> Event:
             language=str(d.get("language", "en")),
             language_probability=float(d.get("language_probability", 1.0)),
             translation=None if tr is None else str(tr),
+            source=_opt_str(d, "source"),
+            speaker=_opt_str(d, "speaker"),
         )
     if t == "vad":
         state = d["state"]
         if state not in ("speech_start", "speech_end"):
             raise ValueError(f"vad.state: unknown value {state!r}")
-        return VadEvent(state=state, time=float(d["time"]), utterance_id=int(d["utterance_id"]))
+        return VadEvent(state=state, time=float(d["time"]), utterance_id=int(d["utterance_id"]),
+                        source=_opt_str(d, "source"))
     if t == "status":
         return StatusEvent(
             lag=float(d["lag"]),

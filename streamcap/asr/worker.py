@@ -5,6 +5,10 @@ takes *all* audio that has arrived, pushes it through the VAD gate, then runs at
 when decoding falls behind, partial passes are skipped in favour of the newest audio, pending
 finals never are. The queue is bounded by ``queue_seconds``; audio beyond that is dropped and
 counted (``dropped_samples``), so a stalled worker never makes memory grow.
+
+Background jobs (:class:`BackgroundJob`, e.g. a file sent to the transcription API) share the
+model at a lower priority: one step of a job (at most one decode) runs only when no live audio
+is waiting and no live decode is due, so live captions never wait for more than one job step.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -25,6 +30,22 @@ log = logging.getLogger(__name__)
 
 
 GAP_PIECE = 10 * SAMPLE_RATE  # silence standing in for dropped audio, pushed this much at a time
+
+
+class BackgroundJob(Protocol):
+    """Low-priority work on the worker thread, done one step (at most one decode) at a time."""
+
+    def step(self) -> bool:
+        """Run at most one decode; return True when the job is finished."""
+        ...
+
+    def fail(self, exc: BaseException) -> None:
+        """The job will not run (on): ``step`` raised ``exc``, or the worker is stopping."""
+        ...
+
+
+class WorkerStopped(Exception):
+    """Given to background jobs still waiting when the worker stops."""
 
 
 class EngineWorker:
@@ -52,6 +73,7 @@ class EngineWorker:
         self.last_progress = time.monotonic()
         self.error: BaseException | None = None
         self._started_at = 0.0
+        self._jobs: deque[BackgroundJob] = deque()
 
     # --- producer side ---------------------------------------------------------------------
 
@@ -69,6 +91,22 @@ class EngineWorker:
                 self.dropped_samples += len(old)
                 self._gap += len(old)
             self._cond.notify()
+
+    def submit_job(self, job: BackgroundJob) -> None:
+        """Queue low-priority work (thread-safe); it runs while live captioning is idle."""
+        with self._cond:
+            if self._stop or self._finish or not self._thread.is_alive():
+                stopped = True
+            else:
+                stopped = False
+                self._jobs.append(job)
+                self._cond.notify()
+        if stopped:
+            job.fail(WorkerStopped("the captioning worker is not running"))
+
+    @property
+    def jobs_waiting(self) -> int:
+        return len(self._jobs)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -122,7 +160,7 @@ class EngineWorker:
     def _take(self) -> Samples | None:
         with self._cond:
             while (not self._queue and not self._gap and not self._stop and not self._finish
-                   and not self.engine.due):
+                   and not self.engine.due and not self._jobs):
                 self._cond.wait(0.5)
             if self._gap > GAP_PIECE:  # a long stall: catch up a piece at a time
                 self._gap -= GAP_PIECE
@@ -164,7 +202,32 @@ class EngineWorker:
                     events = self.engine.finish()
                     self._emit(list(events))
                     break
+                if self._jobs and not self._queue and not self._gap:
+                    self._job_step()
                 self.last_progress = time.monotonic()
         except BaseException as exc:  # surfaced through .error / .alive to the daemon
             self.error = exc
             log.exception("ASR worker crashed")
+        finally:
+            self._fail_jobs()
+
+    def _job_step(self) -> None:
+        """One step of the oldest background job (live work was idle when this was called)."""
+        job = self._jobs[0]
+        try:
+            done = job.step()
+        except Exception as exc:  # a bad job fails alone; live captioning carries on
+            log.warning("background job failed: %s", exc)
+            done = True
+            job.fail(exc)
+        if done:
+            with self._cond:
+                if self._jobs and self._jobs[0] is job:
+                    self._jobs.popleft()
+
+    def _fail_jobs(self) -> None:
+        with self._cond:
+            jobs = list(self._jobs)
+            self._jobs.clear()
+        for job in jobs:
+            job.fail(WorkerStopped("the captioning worker stopped"))
