@@ -21,6 +21,12 @@ The rules it keeps:
   characters and is measured in characters.  Closing punctuation (``。``, ``、``, ``,``) never
   starts a line, and opening brackets never end one.  Right-to-left text keeps its logical order
   untouched;
+* a labelled final (``speaker`` or else ``source`` set, with several inputs) yields cues that
+  carry the label in :attr:`Cue.speaker`; cues never hold text of two finals, so never of two
+  speakers.  SRT shows the label as a prefix of the first line (``You: text``) and WebVTT as a
+  voice span (``<v You>text</v>``).  The lines of a labelled cue are laid out in
+  ``max_line_chars`` less the prefix (``"You: "``), so the prefixed first line keeps the limit;
+  a label longer than half a line is shortened with ``…``.  Unlabelled finals are unchanged;
 * a final with empty text yields no cue.  A final with text but no usable word timestamps
   yields cues spanning ``start..end`` (at most ``max_cue_s``, more than one cue only when the
   text does not fit the lines).
@@ -69,15 +75,23 @@ class Cue:
     end: float
     lines: tuple[str, ...]
     language: str = "en"
+    speaker: str | None = None  # who said it (a display label), None for unlabelled captions
 
     @property
     def text(self) -> str:
         """The cue's lines joined with newlines."""
         return "\n".join(self.lines)
 
+    @property
+    def labelled_lines(self) -> tuple[str, ...]:
+        """The lines with ``"LABEL: "`` before the first one (the lines when unlabelled)."""
+        if self.speaker is None or not self.lines:
+            return self.lines
+        return (f"{self.speaker}: {self.lines[0]}", *self.lines[1:])
+
     def to_srt(self) -> str:
         """The cue as an SRT block (number, times, lines), ending with a blank line."""
-        content = "\n".join(_SRT_ARROW.sub("→", line) for line in self.lines)
+        content = "\n".join(_SRT_ARROW.sub("→", line) for line in self.labelled_lines)
         sub = srt.Subtitle(
             index=self.index,
             start=datetime.timedelta(milliseconds=_ms(self.start)),
@@ -88,14 +102,21 @@ class Cue:
 
     def to_vtt(self) -> str:
         """The cue as a WebVTT block (identifier, times, escaped lines) and a blank line."""
-        caption = webvtt.Caption(
+        block: list[str] = WebVTTCueBlock.format_lines(self.to_caption())
+        return "\n".join(block[1:]) + "\n\n"
+
+    def to_caption(self) -> webvtt.Caption:
+        """The cue as a ``webvtt.Caption`` (escaped lines in a voice span when labelled)."""
+        text = [_vtt_escape(line) for line in self.lines]
+        if self.speaker is not None and text:
+            text[0] = f"<v {_vtt_escape(self.speaker)}>{text[0]}"
+            text[-1] = f"{text[-1]}</v>"
+        return webvtt.Caption(
             start=str(Timestamp.from_seconds(_ms(self.start) / 1000)),
             end=str(Timestamp.from_seconds(_ms(self.end) / 1000)),
-            text=[_vtt_escape(line) for line in self.lines],
+            text=text,
             identifier=str(self.index),
         )
-        block: list[str] = WebVTTCueBlock.format_lines(caption)
-        return "\n".join(block[1:]) + "\n\n"
 
 
 def _ms(seconds: float) -> int:
@@ -104,6 +125,22 @@ def _ms(seconds: float) -> int:
 
 def _vtt_escape(line: str) -> str:
     return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def final_label(final: FinalCaption) -> str | None:
+    """Who said ``final``: its ``speaker``, else its ``source``, cleaned to one line (``None``
+    when unlabelled or blank)."""
+    raw = final.speaker if final.speaker is not None else final.source
+    if raw is None:
+        return None
+    label = " ".join(_clean(raw).split())
+    return label or None
+
+
+def _short_label(label: str, max_line_chars: int) -> str:
+    """``label`` shortened with ``…`` so that ``"LABEL: "`` takes at most half a line."""
+    room = max(1, max_line_chars // 2 - 2)
+    return label if len(label) <= room else label[: max(0, room - 1)] + "…"
 
 
 def translation_final(final: FinalCaption) -> FinalCaption | None:
@@ -126,6 +163,8 @@ def translation_final(final: FinalCaption) -> FinalCaption | None:
         end=end,
         language="en",
         language_probability=final.language_probability,
+        source=final.source,
+        speaker=final.speaker,
     )
 
 
@@ -328,6 +367,7 @@ class CaptionFormatter:
         self.max_cue_s = max_cue_s
         self._next_index = 1
         self._last_end = 0.0
+        self._width = max_line_chars  # the line width of the final being formatted
 
     @classmethod
     def from_config(cls, out: OutputConfig) -> CaptionFormatter:
@@ -348,12 +388,17 @@ class CaptionFormatter:
         """The cues for one final (possibly none), numbered on from the previous ones."""
         if not final.text.strip():
             return []
+        label = final_label(final)
+        self._width = self.max_line_chars
+        if label is not None:
+            label = _short_label(label, self.max_line_chars)
+            self._width = max(1, self.max_line_chars - len(label) - 2)
         spans, timed = self._spans(final)
-        units = _units(spans, self.max_line_chars)
+        units = _units(spans, self._width)
         if not units:
             return []
         segments = self._segment(units, timed)
-        return self._timed_cues(units, segments, final.language)
+        return self._timed_cues(units, segments, final.language, label)
 
     # -- steps --
 
@@ -384,7 +429,7 @@ class CaptionFormatter:
 
         Right-to-left greedy filling gives the minimum line count, one unit at a time.
         """
-        width = self.max_line_chars
+        width = self._width
         lines_needed: list[int] = []
         lines, cur = 0, 0
         for j in range(i - 1, -1, -1):
@@ -419,7 +464,7 @@ class CaptionFormatter:
     def _segment(self, units: Sequence[_Unit], timed: bool) -> list[tuple[int, int]]:
         """Split units into cues ``[(j, i), ...]`` of least total cost (dynamic programming)."""
         n = len(units)
-        capacity = float(self.max_lines * self.max_line_chars)
+        capacity = float(self.max_lines * self._width)
         ends = [0] * (n + 1)  # ends[i]: characters in units[:i], spaces included
         for k, u in enumerate(units):
             ends[k + 1] = ends[k] + len(u.text) + (1 if k and u.space else 0)
@@ -455,7 +500,7 @@ class CaptionFormatter:
 
     def _lines(self, units: Sequence[_Unit]) -> tuple[str, ...]:
         """Lay the units of one cue on the fewest lines, balanced, preferring punctuation breaks."""
-        width = self.max_line_chars
+        width = self._width
         one = _joined(units)
         if len(one) <= width:
             return (one,)
@@ -498,7 +543,11 @@ class CaptionFormatter:
         return tuple(out)
 
     def _timed_cues(
-        self, units: Sequence[_Unit], segments: Sequence[tuple[int, int]], language: str
+        self,
+        units: Sequence[_Unit],
+        segments: Sequence[tuple[int, int]],
+        language: str,
+        speaker: str | None = None,
     ) -> list[Cue]:
         cues: list[Cue] = []
         for n, (j, i) in enumerate(segments):
@@ -521,6 +570,7 @@ class CaptionFormatter:
                     end=end,
                     lines=self._lines(units[j:i]),
                     language=language,
+                    speaker=speaker,
                 )
             )
             self._next_index += 1
