@@ -97,6 +97,7 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     client_queue: int = 256
     replay_finals: int = 1000
+    transcript_finals: int = 5000
     max_message_bytes: int = 4096
     status_interval_s: float = 1.0
 
@@ -166,6 +167,7 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("server.port", lambda v: 0 <= v <= 65535, "expected 0..65535"),
     ("server.client_queue", lambda v: 1 <= v <= 100000, "expected 1..100000"),
     ("server.replay_finals", lambda v: 0 <= v <= 1000000, "expected 0..1000000"),
+    ("server.transcript_finals", lambda v: 0 <= v <= 1000000, "expected 0..1000000"),
     ("server.max_message_bytes", lambda v: 64 <= v <= 1 << 24, "expected 64..16777216"),
     ("server.status_interval_s", lambda v: 0.1 <= v <= 3600, "expected 0.1..3600"),
     ("obs.port", lambda v: 1 <= v <= 65535, "expected 1..65535"),

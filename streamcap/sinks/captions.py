@@ -91,14 +91,17 @@ class Cue:
 
     def to_srt(self) -> str:
         """The cue as an SRT block (number, times, lines), ending with a blank line."""
+        return str(self.to_subtitle().to_srt())
+
+    def to_subtitle(self) -> srt.Subtitle:
+        """The cue as an ``srt.Subtitle`` (labelled first line, ``-->`` defused)."""
         content = "\n".join(_SRT_ARROW.sub("→", line) for line in self.labelled_lines)
-        sub = srt.Subtitle(
+        return srt.Subtitle(
             index=self.index,
             start=datetime.timedelta(milliseconds=_ms(self.start)),
             end=datetime.timedelta(milliseconds=_ms(self.end)),
             content=content,
         )
-        return str(sub.to_srt())
 
     def to_vtt(self) -> str:
         """The cue as a WebVTT block (identifier, times, escaped lines) and a blank line."""

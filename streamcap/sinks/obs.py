@@ -23,8 +23,8 @@ written again, so no caption is lost by a restart of OBS. A wrong password puts 
 ``auth_failed`` state with one log line naming ``obs.password``.
 
 Labelled captions (several inputs) show as ``LABEL: text`` in both the text source and the
-CEA-608 captions. The text shown is :attr:`FinalCaption.text` (the transcript, or the original language when
-``asr.translate_keep_original`` is set), so that finals and partials agree.
+CEA-608 captions. The text shown is :attr:`FinalCaption.text` (the transcript, or the original
+language when ``asr.translate_keep_original`` is set), so that finals and partials agree.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ The protocol is documented in ``docs/protocol.md``. Its rules (envelope, replay,
 queue and drop policy, request checks, hello) live in :mod:`.ws_protocol`, which does no I/O;
 this module is the asyncio shell that runs them on ``websockets.asyncio.server``:
 
-* :class:`CaptionServer` serves WebSocket clients on ``/`` and ``/healthz``, ``/metrics`` and
-  ``/overlay`` over HTTP, all on one port;
+* :class:`CaptionServer` serves WebSocket clients on ``/`` and ``/healthz``, ``/metrics``,
+  ``/overlay`` and the session transcript (``/transcript`` and its ``.json``, ``.srt``, ``.vtt``
+  and ``.txt`` downloads, see :mod:`.transcript`) over HTTP, all on one port;
 * one relay task per client writes that client's queue to its socket, so a slow client never
   slows the engine or the other clients.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import logging
 import math
 import socket
@@ -42,6 +44,17 @@ from ..errors import ConfigError
 from ..events import Event, FinalCaption, PartialCaption, Session, StatusEvent
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import Metrics
+from .transcript import (
+    DOWNLOAD_TYPES,
+    TRANSCRIPT_ROUTES,
+    TranscriptLog,
+    View,
+    download_name,
+    transcript_json,
+    transcript_srt,
+    transcript_text,
+    transcript_vtt,
+)
 from .ws_protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_MESSAGE_TOO_BIG,
@@ -114,6 +127,11 @@ def _peer(ws: ServerConnection) -> str:
     return str(addr)
 
 
+def _local_tz() -> datetime.tzinfo:
+    """This machine's time zone now (the clock times of the .txt download)."""
+    return datetime.datetime.now().astimezone().tzinfo or datetime.timezone.utc
+
+
 def _single_header(headers: Headers, name: str) -> str | None:
     values = headers.get_all(name)
     if len(values) > 1:
@@ -122,8 +140,9 @@ def _single_header(headers: Headers, name: str) -> str | None:
 
 
 class CaptionServer:
-    """Serves captions over WebSocket and ``/healthz``, ``/metrics``, ``/overlay`` over HTTP,
-    all on one port; a :class:`~streamcap.sinks.base.Sink`.
+    """Serves captions over WebSocket and ``/healthz``, ``/metrics``, ``/overlay`` and
+    ``/transcript`` (with its downloads) over HTTP, all on one port; a
+    :class:`~streamcap.sinks.base.Sink`.
 
     ``publish(event)`` runs on the event loop thread (a caller on another thread hands events
     over with ``loop.call_soon_threadsafe``). Events published while no client is connected
@@ -163,6 +182,8 @@ class CaptionServer:
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._overlay, self._overlay_csp = load_overlay()
+        self._page, self._page_csp = load_overlay("transcript.html")
+        self._transcript = TranscriptLog(cfg.transcript_finals)
         self._local_names = {socket.gethostname().lower()}
         self._port = cfg.port
         m = self.metrics
@@ -288,8 +309,9 @@ class CaptionServer:
             m.observe_caption_latency(event.type, now - (self.session.epoch + event.end))
         msg = self._env.seal(event, now)
         m.events.labels(type=msg.type).inc()
-        if msg.type == "final":
+        if isinstance(event, FinalCaption):
             self._replay.append(msg)
+            self._transcript.append(msg.seq, event)
         for c in list(self._clients):
             self._offer(c, msg)
 
@@ -389,8 +411,33 @@ class CaptionServer:
                 ("Content-Security-Policy", overlay_csp(self._overlay_csp, checked.host)),
                 ("Referrer-Policy", "no-referrer"),
             ))
+        if checked.route in TRANSCRIPT_ROUTES:
+            return self._transcript_response(checked.route, checked.host, checked.view)
         self._params[ws] = checked.params
         return None
+
+    def _transcript_response(self, route: str, host: str, view: View) -> Response:
+        """The transcript page, its JSON, or a download built from the kept finals."""
+        if route == "/transcript":
+            return self._respond(200, self._page, "text/html; charset=utf-8", (
+                ("Content-Security-Policy", overlay_csp(self._page_csp, host)),
+                ("Referrer-Policy", "no-referrer"),
+            ))
+        if route == "/transcript.json":
+            body = transcript_json(self._transcript, self.session, self._env.head)
+            return self._respond(200, body.encode("utf-8"), "application/json")
+        entries = self._transcript.entries
+        if route == "/transcript.srt":
+            text = transcript_srt(entries, "text" if view == "both" else view)
+        elif route == "/transcript.vtt":
+            text = transcript_vtt(entries, "text" if view == "both" else view)
+        else:
+            text = transcript_text(entries, self.session, view, _local_tz(),
+                                   self._transcript.dropped)
+        name = download_name(self.session, route)
+        return self._respond(200, text.encode("utf-8"), DOWNLOAD_TYPES[route], (
+            ("Content-Disposition", f'attachment; filename="{name}"'),
+        ))
 
     # -- WebSocket -----------------------------------------------------------------------
 
