@@ -337,7 +337,7 @@ def test_labelled_final_gets_an_srt_prefix_and_a_webvtt_voice() -> None:
     """A labelled final's SRT cues start ``LABEL: `` (speaker over source) and its WebVTT cues
     carry the label as the voice that webvtt-py reads back, with the line limit kept."""
     fm = CaptionFormatter(max_line_chars=32, max_lines=2)
-    words = timed([" word%d" % i for i in range(30)], 0.0, 0.25, 0.05)
+    words = timed([f" word{i}" for i in range(30)], 0.0, 0.25, 0.05)
     cues = fm.feed(_labelled(words, 1, "Others", "Others 2"))
     assert len(cues) >= 2
     subs = list(srt.parse("".join(c.to_srt() for c in cues)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 
 import pytest
@@ -57,7 +58,7 @@ def test_srt_download_is_chronological_and_labelled() -> None:
     assert [s.index for s in subs] == list(range(1, len(subs) + 1))
     assert [s.content for s in subs] == [
         "You: you open the meeting", "Others 2: the others answer here", "You: and you close it"]
-    assert all(a.end <= b.start for a, b in zip(subs, subs[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(subs))
     shown = list(srt.parse(transcript_srt(meeting().entries, "translation")))
     assert shown[1].content == "Others 2: les autres"
 
