@@ -122,6 +122,14 @@ class CaptionEngine:
         )
 
     @property
+    def final_due(self) -> float | None:
+        """The stream time a waiting final ends at (held or pending), or None: the scheduler
+        of several inputs serves the oldest waiting final first."""
+        if self._held:
+            return self._held[0][0].end
+        return self.policy.pending_final_end()
+
+    @property
     def due(self) -> bool:
         """Whether a decode is due now (a held or pending final, or a partial at the cadence)."""
         return bool(self._held) or self.policy.due()
@@ -136,11 +144,17 @@ class CaptionEngine:
                 out += self.step()
         return out
 
-    def finish(self) -> list[PolicyEvent]:
-        """End of input: finalise the utterance in flight; nothing is lost at the end."""
+    def close(self) -> list[PolicyEvent]:
+        """End of input, without decoding: the utterance in flight becomes a pending final
+        (``due`` stays true until every pending final has had its ``step()``)."""
         out: list[PolicyEvent] = []
         for seg in self.vad.finish():
             out += self._hold(self.policy.on_segment(seg))
+        return out
+
+    def finish(self) -> list[PolicyEvent]:
+        """End of input: finalise the utterance in flight; nothing is lost at the end."""
+        out = self.close()
         while self.policy.closing or self._held:
             out += self.step()
         return out
