@@ -88,3 +88,62 @@ def test_overlay_in_headless_chromium_shows_captions_and_resumes(tmp_path: Path)
             await server.stop()
 
     run(main(), units=150)
+
+
+@pytest.mark.system
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_overlay_labels_speakers_in_colours_with_one_partial_per_input(tmp_path: Path) -> None:
+    """With two labelled inputs the overlay starts each line with its speaker's label in a
+    colour of that speaker's own, shows the partials of both inputs at once (a final replaces
+    only its own input's partial), hides labels with labels=0 and shows translations with
+    show=translation."""
+    server = CaptionServer(
+        ServerConfig(host="127.0.0.1", port=0),
+        Session("overlaylabels1", time.time()),
+        HelloInfo("tiny.en", "en", "test"),
+        close_timeout=1.0,
+    )
+    lines_js = "Array.from(document.querySelectorAll('#box > div'), e => e.textContent)"
+    who_js = ("Array.from(document.querySelectorAll('#box .who'), "
+              "e => [e.textContent, getComputedStyle(e).color])")
+
+    async def main() -> None:
+        await server.start()
+        base = f"http://127.0.0.1:{server.port}/overlay?bg=000000&lines=4&size=32"
+        try:
+            server.publish(final(1, "Hello from my side", source="You"))
+            server.publish(final(2, "Hola desde aqui", source="Others", speaker="Others 2",
+                                 translation="Hello from here"))
+            async with chromium_page(base, tmp_path) as page:
+                shown = await page.wait_for(f"{lines_js}.length >= 2 && {lines_js}", 30,
+                                            "the labelled finals")
+                assert shown == ["You:Hello from my side", "Others 2:Hola desde aqui"]
+                server.publish(partial(3, text="still", tail="talking", source="You"))
+                server.publish(partial(4, text="me", tail="too", source="Others"))
+                shown = await page.wait_for(f"{lines_js}.length === 4 && {lines_js}", 20,
+                                            "two partials at once")
+                assert shown[2:] == ["You:still talking", "Others:me too"]
+                server.publish(final(3, "still talking", source="You"))
+                shown = await page.wait_for(
+                    f"document.querySelectorAll('#box .partial').length === 1 && {lines_js}",
+                    20, "the final of one input")
+                assert shown[-2:] == ["You:still talking", "Others:me too"]
+                who = dict(await page.eval(who_js))
+                assert len({who["You:"], who["Others 2:"], who["Others:"]}) == 3
+                png = base64.b64decode(
+                    (await page.call("Page.captureScreenshot", format="png"))["data"])
+                (tmp_path / "overlay-labels.png").write_bytes(png)
+                for css in who.values():
+                    rgb = tuple(int(x) for x in css[css.index("(") + 1 : -1].split(","))
+                    assert count_rgb(png, rgb) > 30, f"label colour {css} not on screen"
+
+                await page.call("Page.navigate", url=base + "&labels=0&show=translation")
+                shown = await page.wait_for(
+                    f"document.body.dataset.state === 'open' && {lines_js}.length >= 3 && "
+                    f"{lines_js}", 30, "the overlay without labels")
+                assert "Hello from here" in shown and "Hello from my side" in shown
+                assert await page.eval("document.querySelectorAll('#box .who').length") == 0
+        finally:
+            await server.stop()
+
+    run(main(), units=150)
