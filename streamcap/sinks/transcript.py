@@ -39,7 +39,8 @@ VIEWS: Final = ("text", "translation", "both")
 TRANSCRIPT_ROUTES: Final = (
     "/transcript", "/transcript.json", "/transcript.srt", "/transcript.vtt", "/transcript.txt",
 )
-DOWNLOAD_TYPES: Final = {
+CONTENT_TYPES: Final = {
+    "/transcript.json": "application/json",
     "/transcript.srt": "application/x-subrip; charset=utf-8",
     "/transcript.vtt": "text/vtt; charset=utf-8",
     "/transcript.txt": "text/plain; charset=utf-8",
@@ -63,6 +64,7 @@ class TranscriptLog:
         self.capacity = capacity
         self._buf: deque[Entry] = deque()
         self.dropped = 0  # finals that fell out (the transcript no longer starts at the start)
+        self.appended = 0  # finals ever appended (a change stamp)
 
     def __len__(self) -> int:
         return len(self._buf)
@@ -70,6 +72,7 @@ class TranscriptLog:
     def append(self, seq: int, final: FinalCaption) -> None:
         """Keep ``final``; the oldest one goes when the log is full."""
         self._buf.append(Entry(seq, final))
+        self.appended += 1
         while len(self._buf) > self.capacity:
             self._buf.popleft()
             self.dropped += 1
@@ -78,6 +81,7 @@ class TranscriptLog:
         """Forget every final (a new session starts)."""
         self._buf.clear()
         self.dropped = 0
+        self.appended = 0
 
     @property
     def entries(self) -> tuple[Entry, ...]:
@@ -149,11 +153,13 @@ def transcript_text(
     return "\n".join(lines) + "\n"
 
 
-def transcript_json(log: TranscriptLog, session: Session, head: int) -> str:
+def transcript_json(
+    entries: tuple[Entry, ...], session: Session, head: int, dropped: int = 0
+) -> str:
     """What the ``/transcript`` page loads first: the session, the head ``seq`` to follow the
     socket from, and the kept finals (without their words)."""
     finals: list[dict[str, Any]] = []
-    for e in log.entries:
+    for e in entries:
         d = {
             k: (None if isinstance(v, float) and not math.isfinite(v) else v)
             for k, v in e.final.to_dict().items()
@@ -166,10 +172,33 @@ def transcript_json(log: TranscriptLog, session: Session, head: int) -> str:
         "session": session.id,
         "session_start": session.epoch,
         "head": head,
-        "dropped": log.dropped,
+        "dropped": dropped,
         "finals": finals,
     }
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def transcript_document(
+    route: str,
+    entries: tuple[Entry, ...],
+    session: Session,
+    head: int,
+    view: View = "text",
+    dropped: int = 0,
+    tz: datetime.tzinfo = datetime.timezone.utc,
+) -> str:
+    """The body of a transcript route other than the page (``.json``, ``.srt``, ``.vtt``,
+    ``.txt``); ``both`` shows the text in subtitles."""
+    if route == "/transcript.json":
+        return transcript_json(entries, session, head, dropped)
+    sub_view: View = "text" if view == "both" else view
+    if route == "/transcript.srt":
+        return transcript_srt(entries, sub_view)
+    if route == "/transcript.vtt":
+        return transcript_vtt(entries, sub_view)
+    if route == "/transcript.txt":
+        return transcript_text(entries, session, view, tz, dropped)
+    raise ValueError(f"not a transcript document route: {route!r}")
 
 
 def download_name(session: Session, route: str) -> str:

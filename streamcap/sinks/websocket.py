@@ -45,15 +45,12 @@ from ..events import Event, FinalCaption, PartialCaption, Session, StatusEvent
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import Metrics
 from .transcript import (
-    DOWNLOAD_TYPES,
+    CONTENT_TYPES,
     TRANSCRIPT_ROUTES,
     TranscriptLog,
     View,
     download_name,
-    transcript_json,
-    transcript_srt,
-    transcript_text,
-    transcript_vtt,
+    transcript_document,
 )
 from .ws_protocol import (
     CLOSE_GOING_AWAY,
@@ -184,6 +181,7 @@ class CaptionServer:
         self._overlay, self._overlay_csp = load_overlay()
         self._page, self._page_csp = load_overlay("transcript.html")
         self._transcript = TranscriptLog(cfg.transcript_finals)
+        self._documents: dict[tuple[str, str], tuple[tuple[str, int, int], bytes]] = {}
         self._local_names = {socket.gethostname().lower()}
         self._port = cfg.port
         m = self.metrics
@@ -381,7 +379,9 @@ class CaptionServer:
     def _text(self, status: int, text: str) -> Response:
         return self._respond(status, (text + "\n").encode("utf-8"), "text/plain; charset=utf-8")
 
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+    def _process_request(
+        self, ws: ServerConnection, request: Request
+    ) -> Response | Coroutine[Any, Any, Response] | None:
         try:
             checked = check_request(
                 request.path,
@@ -416,28 +416,35 @@ class CaptionServer:
         self._params[ws] = checked.params
         return None
 
-    def _transcript_response(self, route: str, host: str, view: View) -> Response:
-        """The transcript page, its JSON, or a download built from the kept finals."""
+    async def _transcript_response(self, route: str, host: str, view: View) -> Response:
+        """The transcript page, its JSON, or a download built from the kept finals.
+
+        Documents are rendered on a worker thread from a snapshot of the finals (5000 finals
+        take seconds), so live captions keep flowing; the last rendering of each route and
+        view is kept until a final arrives.
+        """
         if route == "/transcript":
             return self._respond(200, self._page, "text/html; charset=utf-8", (
                 ("Content-Security-Policy", overlay_csp(self._page_csp, host)),
                 ("Referrer-Policy", "no-referrer"),
             ))
-        if route == "/transcript.json":
-            body = transcript_json(self._transcript, self.session, self._env.head)
-            return self._respond(200, body.encode("utf-8"), "application/json")
-        entries = self._transcript.entries
-        if route == "/transcript.srt":
-            text = transcript_srt(entries, "text" if view == "both" else view)
-        elif route == "/transcript.vtt":
-            text = transcript_vtt(entries, "text" if view == "both" else view)
+        log = self._transcript
+        head = self._env.head
+        stamp = (self.session.id, log.appended, head if route == "/transcript.json" else 0)
+        cached = self._documents.get((route, view))
+        if cached is not None and cached[0] == stamp:
+            body = cached[1]
         else:
-            text = transcript_text(entries, self.session, view, _local_tz(),
-                                   self._transcript.dropped)
-        name = download_name(self.session, route)
-        return self._respond(200, text.encode("utf-8"), DOWNLOAD_TYPES[route], (
-            ("Content-Disposition", f'attachment; filename="{name}"'),
-        ))
+            entries, dropped, session = log.entries, log.dropped, self.session
+            text = await asyncio.to_thread(transcript_document, route, entries, session, head,
+                                           view, dropped, _local_tz())
+            body = text.encode("utf-8")
+            self._documents[(route, view)] = (stamp, body)
+        extra: tuple[tuple[str, str], ...] = ()
+        if route != "/transcript.json":
+            name = download_name(self.session, route)
+            extra = (("Content-Disposition", f'attachment; filename="{name}"'),)
+        return self._respond(200, body, CONTENT_TYPES[route], extra)
 
     # -- WebSocket -----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from streamcap.sinks.transcript import (
     TRANSCRIPT_ROUTES,
     TranscriptLog,
     download_name,
+    transcript_document,
     transcript_json,
     transcript_srt,
     transcript_text,
@@ -42,7 +43,7 @@ def test_log_keeps_the_last_finals_and_counts_the_dropped() -> None:
     log = TranscriptLog(2)
     for seq in range(1, 6):
         log.append(seq, final(seq))
-    assert [e.seq for e in log.entries] == [4, 5] and log.dropped == 3
+    assert [e.seq for e in log.entries] == [4, 5] and log.dropped == 3 and log.appended == 5
     none = TranscriptLog(0)
     none.append(1, final(1))
     assert len(none) == 0 and none.dropped == 1
@@ -111,7 +112,7 @@ def test_unlabelled_and_empty_transcripts() -> None:
 def test_json_has_the_session_head_and_finals_without_words() -> None:
     """The JSON the page loads names the session and the head seq, and lists every kept final
     with its seq and labels but not its words."""
-    d = json.loads(transcript_json(meeting(), SESSION, 42))
+    d = json.loads(transcript_json(meeting().entries, SESSION, 42))
     assert (d["v"], d["session"], d["session_start"], d["head"], d["dropped"]) == (
         1, "sess01", 1_700_000_000.0, 42, 0)
     assert [(f["seq"], f.get("speaker"), f["text"]) for f in d["finals"]] == [
@@ -121,7 +122,20 @@ def test_json_has_the_session_head_and_finals_without_words() -> None:
     assert d["finals"][0]["translation"] == "les autres"
     nan = TranscriptLog(1)
     nan.append(1, FinalCaption(1, "x", (), float("nan"), float("inf")))
-    assert json.loads(transcript_json(nan, SESSION, 1))["finals"][0]["start"] is None
+    assert json.loads(transcript_json(nan.entries, SESSION, 1))["finals"][0]["start"] is None
+    assert json.loads(transcript_json((), SESSION, 0, dropped=7))["dropped"] == 7
+
+
+def test_documents_by_route() -> None:
+    """Each document route renders its format (``both`` gives the text in subtitles); another
+    route is an error naming it."""
+    entries = meeting().entries
+    for route, probe in [("/transcript.json", '"head":7'), ("/transcript.srt", "You: you open"),
+                         ("/transcript.vtt", "<v You>you open"), ("/transcript.txt", "] You: ")]:
+        assert probe in transcript_document(route, entries, SESSION, 7, "both")
+    assert "les autres" not in transcript_document("/transcript.srt", entries, SESSION, 7, "both")
+    with pytest.raises(ValueError, match=r"/transcript\.pdf"):
+        transcript_document("/transcript.pdf", entries, SESSION, 7)
 
 
 def test_download_names_are_safe() -> None:
