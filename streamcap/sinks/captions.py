@@ -193,10 +193,13 @@ _FILL_COST = 1.0  # times the squared fill of the cue: among equal breaks, balan
 
 
 class CaptionFormatter:
-    """Turns finals into numbered, non-overlapping subtitle cues that keep broadcast norms.
+    """Turns finals into numbered subtitle cues that keep broadcast norms.
 
-    Pure: ``feed()`` in, cues out; the only state is the next cue number and the end of the
-    last cue. One formatter serves one output track (one language), for a whole session.
+    Pure: ``feed()`` in, cues out; the only state is the next cue number and where each
+    speaker's last cue ends. One formatter serves one output track (one language), for a whole
+    session. One speaker's cues never overlap; two speakers talking at once get cues that do
+    (each at its own time, as players show overlapping cues together), instead of the second
+    speaker's words waiting for the first one's cue to end.
     """
 
     def __init__(
@@ -221,7 +224,7 @@ class CaptionFormatter:
         self.min_cue_s = min_cue_s
         self.max_cue_s = max_cue_s
         self._next_index = 1
-        self._last_end = 0.0
+        self._last_ends: dict[str | None, float] = {}  # by speaker label (None: unlabelled)
         self._width = max_line_chars  # the line width of the final being formatted
 
     @classmethod
@@ -236,8 +239,9 @@ class CaptionFormatter:
 
     @property
     def last_end(self) -> float:
-        """Where the last cue ends (0 before the first); the next cue starts no earlier."""
-        return self._last_end
+        """Where the last cue of any speaker ends (0 before the first); the next cue of the same
+        speaker starts no earlier."""
+        return max(self._last_ends.values(), default=0.0)
 
     def feed(self, final: FinalCaption) -> list[Cue]:
         """The cues for one final (possibly none), numbered on from the previous ones."""
@@ -407,7 +411,7 @@ class CaptionFormatter:
         cues: list[Cue] = []
         for n, (j, i) in enumerate(segments):
             nat_start, nat_end = units[j].start, units[i - 1].end
-            start = round(max(nat_start, self._last_end), 3)
+            start = round(max(nat_start, self._last_ends.get(speaker, 0.0)), 3)
             end = max(nat_end, start)
             if end - start < self.min_cue_s:
                 room = units[segments[n + 1][0]].start if n + 1 < len(segments) else math.inf
@@ -429,5 +433,5 @@ class CaptionFormatter:
                 )
             )
             self._next_index += 1
-            self._last_end = end
+            self._last_ends[speaker] = end
         return cues

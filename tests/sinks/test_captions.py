@@ -25,9 +25,11 @@ from streamcap.sinks.captions import (
 
 
 def check_rules(cues: list[Cue], fm: CaptionFormatter, *, first_index: int = 1) -> None:
-    """The broadcast rules every stream of cues must keep (see the module docstring)."""
-    prev_end = -1.0
+    """The broadcast rules every stream of cues must keep (see the module docstring); one
+    speaker's cues never overlap (two speakers' may)."""
+    prev_ends: dict[str | None, float] = {}
     for n, cue in enumerate(cues):
+        prev_end = prev_ends.get(cue.speaker, -1.0)
         assert cue.index == first_index + n
         assert 1 <= len(cue.lines) <= fm.max_lines
         for line in cue.lines:
@@ -36,8 +38,10 @@ def check_rules(cues: list[Cue], fm: CaptionFormatter, *, first_index: int = 1) 
         assert cue.start >= prev_end - 1e-9, "cues must not overlap or go backwards"
         assert cue.end > cue.start
         assert cue.end - cue.start <= fm.max_cue_s + 1e-9
-        prev_end = cue.end
+        prev_ends[cue.speaker] = cue.end
     for a, b in itertools.pairwise(cues):
+        if a.speaker != b.speaker:
+            continue
         # Shorter than min_cue_s only where the next cue leaves no room.
         if a.end - a.start < fm.min_cue_s - 1e-9:
             assert b.start == pytest.approx(a.end, abs=1e-6)
@@ -354,7 +358,8 @@ def test_labelled_final_gets_an_srt_prefix_and_a_webvtt_voice() -> None:
 
 def test_cues_never_mix_two_speakers() -> None:
     """Finals of two speakers, even overlapping in time, give cues each holding one speaker's
-    words only, in order and without overlap."""
+    words only; one speaker's cues never overlap, while the second speaker's cue starts when
+    that speaker spoke (not when the first speaker's cue ends)."""
     fm = CaptionFormatter()
     a = _labelled(timed([" alpha", " beta", " gamma"], 0.0), 1, "You")
     b = _labelled(timed([" one", " two", " three"], 0.4), 2, "Others")
@@ -362,6 +367,8 @@ def test_cues_never_mix_two_speakers() -> None:
     cues = [cue for f in (a, b, c) for cue in fm.feed(f)]
     check_rules(cues, fm)
     said = {"You": {"alpha", "beta", "gamma", "delta"}, "Others": {"one", "two", "three"}}
+    assert [c.start for c in cues if c.speaker == "Others"] == [0.4]
+    assert cues[0].end > 0.4  # the two speakers' cues overlap in time
     for cue in cues:
         assert cue.speaker is not None
         assert set(cue.text.split()) <= said[cue.speaker], cue
