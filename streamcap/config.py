@@ -121,6 +121,16 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class MeetingConfig:
+    # Speaker turns inside one input: label finals "Others 1", "Others 2", ... from the voice
+    # in each final (needs the optional extra streamcap[speakers]; see docs/speakers.md).
+    speaker_turns: bool = False
+    speaker_threshold: float = 0.68  # cosine similarity to a known voice to count as the same
+    max_speakers: int = 8            # voices per input; past this the nearest voice is used
+    speaker_min_s: float = 1.0       # shorter finals keep the previous turn's label
+
+
+@dataclass(frozen=True)
 class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     vad: VadConfig = field(default_factory=VadConfig)
@@ -129,6 +139,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     obs: ObsConfig = field(default_factory=ObsConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    meeting: MeetingConfig = field(default_factory=MeetingConfig)
 
 
 # --- validation rules beyond the types: (path, predicate, message) -------------------------
@@ -173,6 +184,9 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("obs.lines", lambda v: 1 <= v <= 10, "expected 1..10"),
     ("daemon.shutdown_timeout_s", lambda v: 0.5 <= v <= 600, "expected 0.5..600"),
     ("daemon.reopen_backoff_max_s", lambda v: 0.1 <= v <= 600, "expected 0.1..600"),
+    ("meeting.speaker_threshold", lambda v: 0 <= v <= 1, "expected 0..1"),
+    ("meeting.max_speakers", lambda v: 1 <= v <= 32, "expected 1..32"),
+    ("meeting.speaker_min_s", lambda v: 0 <= v <= 10, "expected 0..10"),
 ]
 
 

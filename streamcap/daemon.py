@@ -81,6 +81,7 @@ from .sinks.files import SessionFiles
 from .sinks.obs import ObsSink
 from .sinks.websocket import CaptionServer, HelloInfo
 from .sinks.writer import FileSink
+from .speakers import from_config as speaker_turns
 from .watchdog import WatchdogFeeder
 
 log = logging.getLogger("streamcap.daemon")
@@ -371,6 +372,8 @@ class Daemon:
         if self.decoder is None:
             self.decoder = await in_thread(self._load_decoder, "streamcap-model")
         decoder = self.decoder
+        # Speaker turns (off by default) load their embedding model with the ASR model.
+        speakers = await in_thread(lambda: speaker_turns(cfg.meeting), "streamcap-speakers")
         t0 = time.monotonic()
         await in_thread(lambda: self.warm_up(decoder), "streamcap-warmup")
         log.info("model warmed up in %.2f s", time.monotonic() - t0)
@@ -379,7 +382,7 @@ class Daemon:
 
         self.session = session = Session.new(time.time())
         await self._start_sinks(cfg, session, source.description)
-        self.engine = CaptionEngine(cfg, decoder)
+        self.engine = CaptionEngine(cfg, decoder, speakers)
         self.worker = worker = EngineWorker(self.engine, self._on_worker_event,
                                             queue_seconds=cfg.audio.queue_seconds)
         worker.start()
