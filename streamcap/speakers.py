@@ -123,6 +123,9 @@ class DVectorEmbedder:
         meta = self._session.get_modelmeta().custom_metadata_map
         self.recipe = DVectorRecipe.from_metadata(dict(meta), str(self.path))
         self._input = self._session.get_inputs()[0].name
+        # The first call imports librosa's feature modules (about 3 s, more on a busy machine):
+        # pay it here, at startup, not on the worker thread in the middle of a meeting.
+        self.embed(np.zeros(SAMPLE_RATE, np.float32))
 
     def features(self, audio: np.ndarray) -> np.ndarray:
         """Log10 mel bands of ``audio``, one row a frame (the encoder's training features)."""
