@@ -81,6 +81,13 @@ class MeetingConfig:
     mic: str = "mic"  # an --input form for "you": mic, mic:DEVICE
     monitor: str = "monitor"  # an --input form for "others": monitor, monitor:SINK, mic:NAME
     echo_suppression: bool = True
+    # Speaker turns inside one input: label finals "Others 1", "Others 2", ... from the voice
+    # in each final (needs the optional extra streamcap[speakers]; see docs/speakers.md). In
+    # meeting mode only the "others" input gets turns (the microphone is you).
+    speaker_turns: bool = False
+    speaker_threshold: float = 0.68  # cosine similarity to a known voice to count as the same
+    max_speakers: int = 8            # voices per input; past this the nearest voice is used
+    speaker_min_s: float = 1.0       # shorter finals keep the previous turn's label
 
 
 @dataclass(frozen=True)
@@ -218,6 +225,9 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("obs.lines", lambda v: 1 <= v <= 10, "expected 1..10"),
     ("daemon.shutdown_timeout_s", lambda v: 0.5 <= v <= 600, "expected 0.5..600"),
     ("daemon.reopen_backoff_max_s", lambda v: 0.1 <= v <= 600, "expected 0.1..600"),
+    ("meeting.speaker_threshold", lambda v: 0 <= v <= 1, "expected 0..1"),
+    ("meeting.max_speakers", lambda v: 1 <= v <= 32, "expected 1..32"),
+    ("meeting.speaker_min_s", lambda v: 0 <= v <= 10, "expected 0..10"),
 ]
 
 
