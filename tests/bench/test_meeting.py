@@ -1,8 +1,17 @@
-"""Known-answer tests for the scoring of labelled inputs (attribution and WER per input)."""
+"""Known-answer tests for the scoring of labelled inputs (attribution and WER per input), and
+the meeting benchmark's real-time shell on the real model."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+from support.daemon_proc import need, reference
+from support.model import AUDIO, decoder
+
+from streamcap.audio.decode import load_audio
 from streamcap.bench.meeting import Attribution, Heard, Spoken, attribution, per_label
+from streamcap.bench.meeting_run import run_inputs, timeline
+from streamcap.config import Config
 
 SPOKEN = [Spoken("You", "The cat sat on the mat."), Spoken("Others", "Dogs bark at night.")]
 
@@ -52,3 +61,32 @@ def test_per_label_scores_each_input_against_what_was_played_on_it() -> None:
     assert (got["Ghost"].ref_tokens, got["Ghost"].insertions) == (0, 1)
     missing = per_label(SPOKEN, [Heard("You", 1.0, "the cat sat on the mat")])
     assert missing["Others"].deletions == 4
+
+
+def test_timeline_gives_each_input_its_turns_and_silence_meanwhile() -> None:
+    """Turns are laid out in order with gaps; each input is silent while the other speaks."""
+    a, b = np.ones(3, np.float32), np.full(2, 2.0, np.float32)
+    you, others = timeline([(0, a), (1, b)], 2, gap_s=1 / 16000)
+    assert you.tolist() == [0, 1, 1, 1, 0, 0, 0, 0]
+    assert others.tolist() == [0, 0, 0, 0, 0, 2, 2, 0]
+    assert [len(s) for s in timeline([], 2, gap_s=0.0)] == [0, 0]
+
+
+def test_run_inputs_paces_two_inputs_through_one_worker_with_labels() -> None:
+    """A clip on one input and silence on the other, paced at real time through the worker:
+    the finals carry the first input's label and match the clip, nothing is dropped, and both
+    inputs' lags are sampled."""
+    clip = AUDIO / "en_librispeech" / "1089-134691-0000.flac"  # 2.1 s
+    need(clip)
+    speech = np.concatenate([load_audio(clip), np.zeros(16000, np.float32)])
+    run = run_inputs([speech, np.zeros_like(speech)], ["You", "Others"], Config(), decoder())
+    you, others = run.lanes
+    assert [f.source for _, f in you.finals] == ["You"] * len(you.finals)
+    assert not others.finals and not others.events
+    said = " ".join(f.text for _, f in you.finals)
+    assert per_label([Spoken("You", reference(clip))], [Heard("You", 0.0, said)])["You"].rate \
+        < 30.0, said
+    assert run.dropped_samples == 0 and not you.lost_utterances()
+    assert you.lags and others.lags and run.cpu_seconds > 0
+    with pytest.raises(ValueError):
+        run_inputs([], [], Config(), decoder())
