@@ -10,7 +10,7 @@ would be, with two outputs: ``speakers`` (the default sink; its monitor is what 
 captures as "Others") and ``mic``, a null sink whose monitor is turned into an ordinary
 (non-monitor) source ``mic_in`` by ``module-remap-source`` and made the default source (what
 meeting mode captures as "You"). ``pa.play(path, MIC_SINK)`` speaks into the microphone;
-``pa.unload_mic()`` / ``pa.load_mic()`` unplug it and plug it in again.
+``pa.unplug_mic()`` / ``pa.load_mic()`` unplug it and plug it in again.
 
 Clients reach it through ``pa.overrides`` (environment variables: ``PULSE_SERVER``, an ALSA
 configuration that routes the ALSA ``default``/``pulse`` devices to it, no autospawn). Use
@@ -39,6 +39,7 @@ SINK = "streamcap_test"
 SPEAKERS = "speakers"
 MIC_SINK = "mic"
 MIC_SOURCE = "mic_in"
+LAPTOP = "laptop"
 
 
 _ASOUNDRC = """\
@@ -106,19 +107,26 @@ class PulseServer:
         """The module index of the null sink, or None while it is unloaded."""
         return self.module("module-null-sink", f"sink_name={self.sink}")
 
-    def unload_mic(self) -> None:
+    def unplug_mic(self) -> None:
         """Unplug the meeting microphone: remove the ``mic_in`` source (its remap module)."""
         idx = self.module("module-remap-source", f"source_name={MIC_SOURCE}")
         if idx is None:
             raise RuntimeError(f"source {MIC_SOURCE} is not loaded")
         self.pactl("unload-module", str(idx))
 
+    def recordings_of(self, source: str) -> list[int]:
+        """Indices of the client recording streams (source outputs) of ``source``."""
+        sources = {cols[0]: cols[1] for line in self.pactl("list", "short", "sources")
+                   .splitlines() if len(cols := line.split("\t")) >= 2}
+        return [int(cols[0]) for line in self.pactl("list", "short", "source-outputs")
+                .splitlines() if len(cols := line.split("\t")) >= 4
+                and sources.get(cols[1]) == source and cols[3] == "protocol-native.c"]
+
     def load_mic(self) -> None:
-        """Plug the meeting microphone in: ``mic_in`` (the ``mic`` sink's monitor remapped to
-        an ordinary source), made the default source."""
+        """Plug the meeting microphone in again: ``mic_in`` (the ``mic`` sink's monitor
+        remapped to an ordinary source)."""
         self.pactl("load-module", "module-remap-source", f"source_name={MIC_SOURCE}",
                    f"master={MIC_SINK}.monitor", "remix=no")
-        self.pactl("set-default-source", MIC_SOURCE)
 
     def unload_sink(self) -> None:
         """Remove the null sink (and its monitor source): what an unplugged device looks like."""
@@ -227,17 +235,29 @@ def _refresh_portaudio() -> None:
 
 
 @contextlib.contextmanager
-def meeting_pulse() -> Iterator[PulseServer]:
-    """A private PulseAudio with speakers and a microphone (see the module docstring)."""
-    # Streams are not rescued: a stream whose source goes away dies, as the microphone of a
-    # headset that is unplugged does where nothing else can take its place (with rescue, the
-    # sound server would move it to the speakers' monitor, the only other source here).
-    with private_pulse(SPEAKERS, rescue_streams=False, extra=(
+def meeting_pulse(*, headset: bool = False) -> Iterator[PulseServer]:
+    """A private PulseAudio with speakers and a microphone (see the module docstring).
+
+    With ``headset`` the microphone is a headset's: another microphone, ``laptop_in`` (a
+    remapped ``laptop`` null sink's monitor), is the default source, and the sound server does
+    not move recordings when their source goes away (``rescue-streams = no``): unplugging
+    ``mic_in`` ends the recordings of the daemon that named it. (PulseAudio moves a recording
+    whose source goes away to the default source, and treats a recording of the default source
+    as following the default, so without both settings an unplugged microphone would never be
+    lost, only replaced.)"""
+    lines = [
         f"load-module module-null-sink sink_name={MIC_SINK} rate=16000 channels=1",
         f"load-module module-remap-source source_name={MIC_SOURCE} master={MIC_SINK}.monitor "
         "remix=no",
-        f"set-default-source {MIC_SOURCE}",
-    )) as pa:
+    ]
+    default = MIC_SOURCE
+    if headset:
+        lines += [f"load-module module-null-sink sink_name={LAPTOP} rate=16000 channels=1",
+                  f"load-module module-remap-source source_name={LAPTOP}_in "
+                  f"master={LAPTOP}.monitor remix=no"]
+        default = f"{LAPTOP}_in"
+    with private_pulse(SPEAKERS, (*lines, f"set-default-source {default}"),
+                       rescue_streams=not headset) as pa:
         yield pa
 
 
