@@ -1,14 +1,17 @@
 """Meeting mode as a real process: ``streamcap run --meeting`` on a private PulseAudio set up as a
-call without headphones (``support.pulse.meeting_pulse``): the microphone is a null sink whose
-monitor is remapped into an ordinary source (the default source, "You"), and the speakers are
-the default sink, whose monitor meeting mode captures ("Others"). Different shared speakers are
-played into each with ``paplay``; a real ``websockets`` client and the caption files are read.
+call (``support.pulse.meeting_pulse``): the microphone is a null sink whose monitor is remapped
+into an ordinary source ("You"), and the speakers are the default sink, whose monitor meeting
+mode captures ("Others"). Different shared speakers are played into each with ``paplay``; a real
+``websockets`` client and the caption files are read.
 
 One daemon serves the whole module (its start, the model load, is the expensive part); the tests
-run in file order and the last one stops it with SIGTERM. The microphone is named in the config
-(``meeting.mic: mic:mic_in``, as a user with a headset would) so that, once unplugged, the daemon
-cannot reopen it on another source. The echo filter is off: these tests play different speech on
-each side, so there is no echo to remove (its own tests live with it).
+run in file order and the last one stops it with SIGTERM. The microphone is a headset's, named
+in the config (``meeting.mic: mic:mic_in``) beside another default microphone, on a sound server
+that ends recordings whose source goes away (``meeting_pulse(headset=True)``), so that unplugging
+it is a real loss and the daemon cannot reopen it on another source. ``streamcap devices`` is
+checked on a PulseAudio of its own where the remapped microphone is the default source. The echo
+filter is off: these tests play different speech on each side, so there is no echo to remove
+(its own tests live with it).
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def meeting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meeting]:
     """The private PulseAudio and one ``streamcap run --meeting`` in it, for the module."""
     need(*[p for _, p in TURNS], *[p for ps in TOGETHER.values() for p in ps], SONNET)
     tmp = tmp_path_factory.mktemp("meeting")
-    with meeting_pulse() as pa:
+    with meeting_pulse(headset=True) as pa:
         d = start_daemon(tmp, ["--meeting", "--set", f"meeting.mic=mic:{MIC_SOURCE}",
                                "--set", "meeting.echo_suppression=false",
                                "--set", "server.status_interval_s=0.5",
@@ -191,17 +194,17 @@ def played(pa: PulseServer, jobs: list[tuple[str, Path]]) -> None:
 # --- tests -----------------------------------------------------------------------------------
 
 
-def test_devices_names_the_pair_meeting_mode_would_capture(meeting: Meeting) -> None:
+def test_devices_names_the_pair_meeting_mode_would_capture() -> None:
     """``streamcap devices`` names the default source (the remapped microphone) as You and the
     default output's monitor as Others."""
-    env = dict(meeting.pa.env, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-m", "streamcap.cli", "devices", "--json"], env=env,
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    with meeting_pulse() as pa:
+        env = dict(pa.env, PYTHONPATH=str(REPO))
+        out, text = (subprocess.run([sys.executable, "-m", "streamcap.cli", "devices", *json_],
+                                    env=env, capture_output=True, text=True, timeout=60,
+                                    check=True).stdout for json_ in (["--json"], []))
     pair = json.loads(out)["meeting"]
     assert pair["you"].startswith(f"{MIC_SOURCE} ")
     assert pair["others"] == f"{SPEAKERS}.monitor"
-    text = subprocess.run([sys.executable, "-m", "streamcap.cli", "devices"], env=env,
-                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert f"You    <- {MIC_SOURCE}" in text and f"Others <- {SPEAKERS}.monitor" in text
 
 
@@ -265,7 +268,7 @@ def test_losing_the_microphone_leaves_the_speakers_captioned(meeting: Meeting) -
     talk = pa.play(sonnet, SPEAKERS)
     wait_until(lambda: any(m["source"] == "Others" and m["words"]
                            for m in after(c, "partial", seq)), 30, "Others speaking")
-    pa.unload_mic()
+    pa.unplug_mic()
     wait_until(lambda: any(states(m)["You"] in ("lost", "reopening")
                            for m in after(c, "status", seq)), 20, "You reported lost")
     lost = min(m["seq"] for m in after(c, "status", seq)
