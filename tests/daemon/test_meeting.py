@@ -227,10 +227,11 @@ def test_alternating_speech_is_attributed_to_the_input_it_was_spoken_on(
         print(f"  {m['source']}: {m['text']}")
     assert {m["source"] for m in finals} == {"You", "Others"}
     assert all(m["speaker"] == m["source"] for m in finals)
-    # Measured: 1.000 of 43 words (3 runs, load 3-5 on 2 cores). The issue's target is 0.98;
-    # one word of 43 wrong would be 0.977.
-    assert score.words >= 35 and score.fraction >= 0.98, score
-    assert all(rate < 25.0 for rate in wers.values()), wers
+    # Measured (tiny.en, 3 runs, load 8-18 on 2 cores): 49 of 49 attributed words right every
+    # time; WER You 8.0 % (2 errors of 25 words: "stuffered", "counseled"), Others 0.0 % of 25.
+    # The issue's target is 0.98: with 49 words, a single wrong label (0.9796) already misses it.
+    assert score.words >= 45 and score.fraction >= 0.98, score
+    assert wers["You"] < 13.0 and wers["Others"] < 9.0, wers  # 3 / 2 word errors at most
 
 
 def test_simultaneous_speech_loses_no_final_on_either_input(meeting: Meeting) -> None:
@@ -253,15 +254,16 @@ def test_simultaneous_speech_loses_no_final_on_either_input(meeting: Meeting) ->
     assert set(wers) == {"You", "Others"}
     # Every VAD utterance of each input has its final (``settled``); no final is empty.
     assert all(words(m["text"]) for m in finals)
-    # Measured: You 4.4-8.9 %, Others 0.0-4.3 % (3 runs, load 3-5 on 2 cores).
-    assert wers["You"] < 15.0 and wers["Others"] < 12.0, wers
+    # Measured (2 runs, load 8-18 on 2 cores, lag up to 16 s): You 3.1 and 6.3 % of 64 words,
+    # Others 1.6 % of 63 both times. At most 6 and 3 word errors.
+    assert wers["You"] < 10.0 and wers["Others"] < 5.0, wers
     # The lag recovered (``settled`` waited for a status with both inputs caught up).
 
 
 def test_losing_the_microphone_leaves_the_speakers_captioned(meeting: Meeting) -> None:
     """The microphone unplugged mid-speech: status shows You lost while Others stays running
     and keeps captioning; /healthz says 503; once plugged in again, You is reopened by the
-    same process and captions again."""
+    same process and captions again, at stream times in step with Others."""
     c, pa, d = meeting.client, meeting.pa, meeting.daemon
     seq = last_seq(c)
     sonnet = write_wav(meeting.tmp / "sonnet.wav", pcm_s16le(SONNET, limit_s=24))
@@ -276,12 +278,12 @@ def test_losing_the_microphone_leaves_the_speakers_captioned(meeting: Meeting) -
     code, body = d.http_get("/healthz")
     assert code == 503, body
     pa.wait_played(talk, 60)
-    wait_until(lambda: any(m["source"] == "Others" for m in after(c, "final", lost)), 30,
+    wait_until(lambda: any(m["source"] == "Others" for m in after(c, "final", lost)), 120,
                "an Others final after the loss")
     wait_until(lambda: not any(m["source"] == "Others" and m["words"]
                                and m["utterance_id"] not in {f["utterance_id"]
                                                              for f in after(c, "final", seq)}
-                               for m in after(c, "partial", seq)), 30, "Others settled")
+                               for m in after(c, "partial", seq)), 120, "Others settled")
     during = after(c, "status", lost)
     assert all(states(m)["Others"] == "running" for m in during), \
         [states(m) for m in during]
@@ -299,8 +301,12 @@ def test_losing_the_microphone_leaves_the_speakers_captioned(meeting: Meeting) -
     finished(c, back, end, [Spoken("You", reference(TURNS[0][1]))], 180)
     you = " ".join(m["text"] for m in after(c, "final", back) if m["source"] == "You")
     assert mostly_from(reference(TURNS[0][1]), you), you
+    # Stream time stayed in step: the time You missed counts, so what it says now comes after
+    # what Others said while it was unplugged (on the shared time line of the caption files).
+    said_then = max(m["end"] for m in after(c, "final", lost) if m["source"] == "Others")
+    assert all(m["start"] > said_then for m in after(c, "final", back) if m["source"] == "You")
     assert d.proc.poll() is None
-    assert "device lost" in d.stderr()
+    assert "device lost" in d.stderr(None)
 
 
 def test_sigterm_with_both_inputs_speaking_writes_both_last_finals(meeting: Meeting) -> None:
