@@ -113,15 +113,16 @@ def cost(run: InputsRun) -> dict[str, float]:
 
 
 def lag_report(run: InputsRun) -> dict[str, Any]:
-    """Per input: max lag while audio arrived, the time after the audio's end until the lag is
-    under 0.5 s for good, and the last final's wall time after the end of the audio."""
+    """Per input: max lag while its audio arrived, the time after the end of its audio until
+    the lag is under 0.5 s for good, and its last final's wall time after that end."""
     out: dict[str, Any] = {}
     for lane in run.lanes:
-        during = [lag for t, lag in lane.lags if t <= run.duration]
-        after = [(t, lag) for t, lag in lane.lags if t > run.duration]
+        end = lane.speech_end
+        during = [lag for t, lag in lane.lags if t <= end]
+        after = [(t, lag) for t, lag in lane.lags if t > end]
         high = [t for t, lag in after if lag >= 0.5]
-        back = (max(high) if high else run.duration) - run.duration
-        last_final = max((w for w, _ in lane.finals), default=run.duration) - run.duration
+        back = (max(high) if high else end) - end
+        last_final = max((w for w, _ in lane.finals), default=end) - end
         out[lane.label or "-"] = {
             "max_lag_s": round(max(during, default=0.0), 3),
             "max_lag_after_s": round(max((lag for _, lag in after), default=0.0), 3),
@@ -142,6 +143,8 @@ def main() -> int:
     ap.add_argument("--gap", type=float, default=1.0, help="silence between turns (s)")
     ap.add_argument("--together-s", type=float, default=60.0)
     ap.add_argument("--skip-together", action="store_true")
+    ap.add_argument("--turns", type=int, default=len(TURNS),
+                    help="use the first N turns only (a quick check of the script)")
     ap.add_argument("--out", type=Path)
     add_config_args(ap)
     args = ap.parse_args()
@@ -151,11 +154,12 @@ def main() -> int:
     decoder, load_s = make_decoder(cfg)
     decoder.decode(DecodeRequest(audio=np.zeros(SAMPLE_RATE, np.float32), offset=0.0,
                                  final=True, language="en"))
-    turns = [(lane, load_audio(args.audio / s / f)) for lane, s, f in TURNS]
+    plan = TURNS[: max(2, args.turns)]
+    turns = [(lane, load_audio(args.audio / s / f)) for lane, s, f in plan]
     two = timeline(turns, 2, args.gap)
     one = [two[0] + two[1]]
-    spoken2 = [[text[(s, f)] for lane, s, f in TURNS if lane == i] for i in range(2)]
-    spoken1 = [[text[(s, f)] for _, s, f in TURNS]]
+    spoken2 = [[text[(s, f)] for lane, s, f in plan if lane == i] for i in range(2)]
+    spoken1 = [[text[(s, f)] for _, s, f in plan]]
     result: dict[str, Any] = {"loadavg_start": os.getloadavg(), "model_load_s": load_s,
                               "cpu_count": os.cpu_count(), "audio_seconds": len(one[0]) / 16000}
 
@@ -187,7 +191,7 @@ def main() -> int:
                for k in ("partial", "stable", "final")} for n in runs}
     w = {n: float(np.mean([x["rate"] for x in report[n]["wer"]])) for n in runs}
     attrib = [attribution(
-        [Spoken(LABELS[lane], text[(s, f)]) for lane, s, f in TURNS],
+        [Spoken(LABELS[lane], text[(s, f)]) for lane, s, f in plan],
         [Heard(f.source, f.start, f.text) for lane in r.lanes for _, f in lane.finals])
         for r in runs["meeting"]]
     result["runs"] = report
