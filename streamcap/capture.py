@@ -23,6 +23,7 @@ import numpy as np
 from .audio.reframe import Samples
 from .audio.sources import AudioSource, MicrophoneSource, SourceState, open_source
 from .config import Config, InputConfig
+from .errors import AudioDeviceError
 from .events import SAMPLE_RATE
 
 log = logging.getLogger("streamcap.capture")
@@ -89,10 +90,16 @@ class CaptureSet:
         return "; ".join(self.describe(i) for i in range(len(self.sources)))
 
     def preflight(self) -> None:
-        """Off the loop: look every capture device up (raises AudioDeviceError)."""
-        for src in self.sources:
+        """Off the loop: look every capture device up (raises AudioDeviceError, naming the
+        input when there are several)."""
+        for i, src in enumerate(self.sources):
             if isinstance(src, MicrophoneSource):
-                src.find_device()
+                try:
+                    src.find_device()
+                except AudioDeviceError as exc:
+                    if len(self.sources) > 1 and self.labels[i]:
+                        raise AudioDeviceError(f"input {self.labels[i]!r}: {exc}") from None
+                    raise
 
     def start(
         self,

@@ -347,3 +347,23 @@ def test_sigterm_with_both_inputs_speaking_writes_both_last_finals(meeting: Meet
     assert cues and all(" ".join(words(finals[p["utterance_id"]]["text"])) in written
                         for p in flying.values())
     assert "stopped cleanly" in d.stderr()
+
+
+def test_a_missing_side_is_one_line_naming_it_before_the_model_loads(tmp_path: Path) -> None:
+    """A microphone or an output that does not exist: exit 4 with one line that names the side
+    (its label) and the device, decided before the model is loaded (the bogus model is never
+    tried), and no caption file is made."""
+    with meeting_pulse() as pa:
+        env = dict(pa.env, PYTHONPATH=str(REPO))
+        for key, value, label in (("meeting.mic", "mic:no-such-headset", "You"),
+                                  ("meeting.monitor", "monitor:no-such-sink", "Others")):
+            out = tmp_path / label
+            p = subprocess.run([sys.executable, "-m", "streamcap.cli", "run", "--meeting",
+                                "--set", f"{key}={value}", "--model", str(tmp_path / "no-model"),
+                                "--port", "0", "--output-dir", str(out)], env=env,
+                               capture_output=True, text=True, timeout=60, check=False)
+            errors = [ln for ln in p.stderr.splitlines() if ln.startswith("streamcap")]
+            assert p.returncode == 4 and len(errors) == 1, p.stderr
+            assert errors[0].startswith(f"streamcap: error: input '{label}': "), errors[0]
+            assert value.split(":", 1)[1] in errors[0]
+            assert "loading model" not in p.stderr and not out.exists()
