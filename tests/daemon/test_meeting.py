@@ -228,9 +228,9 @@ def test_alternating_speech_is_attributed_to_the_input_it_was_spoken_on(
         print(f"  {m['source']}: {m['text']}")
     assert {m["source"] for m in finals} == {"You", "Others"}
     assert all(m["speaker"] == m["source"] for m in finals)
-    # Measured (tiny.en, 5 runs, load 6-18 on 2 cores): 49 of 49 attributed words right every
+    # Measured (tiny.en, 7 runs, load 6-18 on 2 cores): 49 of 49 attributed words right every
     # time; WER You 8.0 % each time (2 errors of 25 words: "stuffered", "counseled"), Others
-    # 0.0 % three times and 8.0 % twice ("ill-disposed" heard as "old-sposed").
+    # 0.0 % five times and 8.0 % twice ("ill-disposed" heard as "old-sposed").
     # The target is 0.98: with 49 words, a single wrong label (0.9796) already misses it.
     assert score.words >= 45 and score.fraction >= 0.98, score
     assert wers["You"] < 13.0 and wers["Others"] < 13.0, wers  # 3 word errors at most
@@ -256,8 +256,8 @@ def test_simultaneous_speech_loses_no_final_on_either_input(meeting: Meeting) ->
     assert set(wers) == {"You", "Others"}
     # Every VAD utterance of each input has its final (``settled``); no final is empty.
     assert all(words(m["text"]) for m in finals)
-    # Measured (5 runs, load 6-18 on 2 cores, lag up to 24 s): You 1.6-6.3 % of 64 words,
-    # Others 1.6 % of 63 three times and 7.9 % twice ("ill-disposed" heard as "old-sposed"
+    # Measured (6 runs, load 6-18 on 2 cores, lag up to 24 s): You 1.6-6.3 % of 64 words,
+    # Others 1.6 % of 63 four times and 7.9 % twice ("ill-disposed" heard as "old-sposed"
     # twice). At most 6 word errors on either side.
     assert wers["You"] < 10.0 and wers["Others"] < 10.0, wers
     # The lag recovered (``settled`` waited for a status with both inputs caught up).
