@@ -13,9 +13,12 @@ How a microphone caption is judged (:func:`echo_mask`)
     apart). Aligned words, and substituted words spelled alike (``similar``) or one part of the
     other (the two sides split a compound differently), are *echo candidates*. A run of at
     least ``min_echo_run`` consecutive candidates is echo (one coincidental ``the`` is not); a
-    caption of a single word echoes if that word does. The words left are the user's own,
-    except runs shorter than ``min_own_run`` that touch echo: those are the recogniser's slips
-    on the echo (a word heard differently) and go with it.
+    caption of a single word echoes if that word does. A run of the words left that reads
+    like a stretch of the reference's text (``rapidfuzz`` ``partial_ratio`` at least
+    ``text_ratio``, for runs of ``text_min_chars`` letters or more and no longer than the
+    reference's text) is echo heard wrongly (``flour-fed and sauce`` for ``flower-fattened
+    sauce``). The words left are the user's own, except runs shorter than ``min_own_run`` that
+    touch echo: those are the recogniser's slips on the echo and go with it.
 
     * no echo run: the caption passes unchanged (the user's speech over a silent monitor
       can never be suppressed: there are no reference words to match);
@@ -51,6 +54,8 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from difflib import SequenceMatcher
 
+from rapidfuzz import fuzz
+
 from .asr.policy import PolicyEvent
 from .events import FinalCaption, PartialCaption, Word, join_words
 
@@ -64,11 +69,13 @@ class EchoOptions:
     """How echo is recognised; see the module docstring."""
 
     margin_s: float = 0.4  # acoustic delay + word-time slack past a final's end
-    pad_s: float = 1.0  # reference words this far around a caption are compared
+    pad_s: float = 1.5  # reference words this far around a caption are compared
     max_hold_s: float = 4.0  # the most a final waits for the reference (microphone time)
     min_echo_run: int = 2  # consecutive matching words that make echo
     min_own_run: int = 3  # own words next to echo kept only in runs at least this long
     similar: float = 0.75  # spelling similarity for a substituted word to count as the same
+    text_ratio: float = 66.0  # rapidfuzz partial_ratio of a leftover run that makes it echo
+    text_min_chars: int = 5  # leftover runs shorter than this (letters) are not text-checked
     keep_s: float = 60.0  # reference words kept this long (stream time) for comparison
 
     def __post_init__(self) -> None:
@@ -79,6 +86,9 @@ class EchoOptions:
                                  f"got {value!r}")
         if self.min_echo_run < 1 or self.min_own_run < 1:
             raise ValueError("EchoOptions: min_echo_run and min_own_run must be >= 1")
+        if not 0.0 <= self.text_ratio <= 101.0:
+            raise ValueError(f"EchoOptions.text_ratio: expected 0..101 (101: off), got "
+                             f"{self.text_ratio!r}")
         if not 0.0 < self.similar <= 1.0:
             raise ValueError(f"EchoOptions.similar: expected 0 < x <= 1, got {self.similar!r}")
 
@@ -122,11 +132,20 @@ def echo_mask(words: Sequence[Word], ref: Sequence[Word], opts: EchoOptions) -> 
     for i in range(1, len(a)):
         if not a[i]:
             cand[i] = cand[i - 1]
-    runs = _runs(cand)
     need = min(opts.min_echo_run, len(a))
     echo = [False] * len(a)
-    for value, i1, i2 in runs:
+    for value, i1, i2 in _runs(cand):
         if value and i2 - i1 >= need:
+            echo[i1:i2] = [True] * (i2 - i1)
+    # Leftover runs that read like a stretch of the reference are echo heard wrongly.
+    for value, i1, i2 in _runs(echo):
+        t0, t1 = words[i1].start - opts.pad_s, words[i2 - 1].end + opts.pad_s
+        ref_text = " ".join(x for x, w in zip(b, ref, strict=True)
+                            if x and w.end >= t0 and w.start <= t1)
+        run_text = " ".join(x for x in a[i1:i2] if x)
+        letters = len(run_text.replace(" ", ""))
+        if (not value and opts.text_min_chars <= letters and len(run_text) <= len(ref_text)
+                and fuzz.partial_ratio(run_text, ref_text) >= opts.text_ratio):
             echo[i1:i2] = [True] * (i2 - i1)
     if not any(echo):
         return echo

@@ -221,4 +221,8 @@ def test_echo_mask_rules() -> None:
     assert echo_mask(words("weather", 0.3), ref, opts) == [True]
     far = words("the weather is nice", 30.0)  # the same words, but not at the same time
     assert not any(echo_mask(far, ref, opts))
+    heard_wrong = words("flour fed and sauce", 2.0)
+    said = words("out in thick peppered flower-fattened sauce", 0.6)
+    assert all(echo_mask(heard_wrong, said, opts))
+    assert not any(echo_mask(heard_wrong, said, EchoOptions(text_ratio=101)))
     assert echo_mask([], ref, opts) == [] and echo_mask(mine, [], opts) == [False] * 6
