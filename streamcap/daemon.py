@@ -444,6 +444,18 @@ class Daemon:
                      self.inputs[mic].name, self.inputs[ref].name)
         return EchoFilter(pairs, n)
 
+    def _echo_summary(self) -> None:
+        """The session's echo figures, once at the end (a suppressed final is never lost
+        silently: each is logged at debug level, and counted in ``status`` while running)."""
+        echo = self.multi.echo if self.multi is not None else None
+        if echo is None:
+            return
+        for mic in echo.refs:
+            log.info("echo suppression: %d final(s) of %r suppressed, %d trimmed (%d words "
+                     "removed; longest hold %.1f s)", echo.suppressed[mic],
+                     self.inputs[mic].name, echo.trimmed[mic], echo.words_removed[mic],
+                     echo.held_max_s)
+
     def _lane_inputs(self, n: int) -> list[Any]:
         """The input settings of each source (given sources beyond the config: defaults)."""
         if n == len(self.inputs):
@@ -588,6 +600,7 @@ class Daemon:
             if done is not True:
                 worker.abort()
             await asyncio.sleep(0)  # run the publishes the worker posted before it stopped
+            self._echo_summary()
         for sink in list(self.sinks):
             if self.forced:
                 break

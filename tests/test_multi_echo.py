@@ -79,7 +79,7 @@ def test_both_talking_keeps_the_users_words() -> None:
     """The monitor plays one speaker while the user says something else (and the microphone
     hears the monitor too): the user's words are kept and the echo is not repeated."""
     other, mine = clip(STEW), clip(JFK)
-    multi, events = run(mix(mine, echo_of(other, 45, -9)), other)
+    _, events = run(mix(mine, echo_of(other, 45, -9)), other)
     text = " ".join(f.text for f in finals(events, MIC)).lower()
     for word in ("fellow", "country", "what you can do"):
         assert word in text
