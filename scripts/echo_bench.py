@@ -4,7 +4,7 @@
         [--max-clips N] [--max-seconds 60] [--out FILE] [-v]
 
 Three scenarios (see streamcap/bench/echo.py), each decoded once and replayed with the echo
-filter on and off:
+filter off and on:
 
 1. echo: every clip is the monitor ("Others"); the microphone ("You") hears it 30-80 ms later,
    6-12 dB quieter, with room noise at -60 dBFS (delay and gain vary per clip). Figure: the
@@ -12,9 +12,9 @@ filter on and off:
    published per monitor word.
 2. own: every clip on the microphone, the monitor silent. Figure: finals suppressed (must be 0)
    and microphone words removed.
-3. both: the monitor plays clip A while the user says clip B (a different speaker), the
-   microphone hears B plus the echo of A. Figure: the share of B's reference words found in the
-   microphone's published finals, filter on vs off.
+3. both: the monitor plays clip A while the user says clip B (another clip, half the list
+   away: another speaker and text), the microphone hears B plus the echo of A. Figure: the
+   share of B's reference words found in the microphone's published finals, per variant.
 
 Prints a JSON summary. Decoding is deterministic; the figures do not depend on machine load
 (only the run time does).
@@ -43,6 +43,7 @@ from streamcap.bench.echo import (  # noqa: E402
     MIC,
     MONITOR,
     Call,
+    Replay,
     echo_of,
     mix,
     replay,
@@ -50,6 +51,7 @@ from streamcap.bench.echo import (  # noqa: E402
 )
 from streamcap.bench.scoring import TextScorer, count_errors  # noqa: E402
 from streamcap.config import from_dict  # noqa: E402
+from streamcap.echo import EchoOptions  # noqa: E402
 from streamcap.events import SAMPLE_RATE, FinalCaption  # noqa: E402
 
 AUDIO = REPO.parent / "shared" / "audio"
@@ -111,71 +113,74 @@ def main(argv: Sequence[str] | None = None) -> int:
         items = items[: args.max_clips]
     audio = [load_audio(p) for p, _, _ in items]
     scorer = TextScorer("en")
-    echo: dict[str, Any] = {"clips": 0, "monitor_finals": 0, "mic_finals_on": 0,
-                            "mic_finals_off": 0, "monitor_words": 0, "mic_words_on": 0,
-                            "mic_words_off": 0, "suppressed": 0, "trimmed": 0}
-    own: dict[str, Any] = {"clips": 0, "finals": 0, "suppressed": 0, "trimmed": 0,
-                           "words_off": 0, "words_on": 0}
-    both: dict[str, Any] = {"pairs": 0, "ref_words": 0, "hits_on": 0, "hits_off": 0,
-                            "mic_finals_on": 0, "suppressed": 0,
-                            "trimmed": 0}
+    variants = {"off": None, "on": EchoOptions()}
+    echo: dict[str, Any] = {"clips": 0, "monitor_finals": 0, "monitor_words": 0}
+    own: dict[str, Any] = {"clips": 0, "finals": 0, "words": 0}
+    both: dict[str, Any] = {"pairs": 0, "ref_words": 0}
+    for v in variants:
+        echo |= {f"mic_finals_{v}": 0, f"mic_words_{v}": 0, f"suppressed_{v}": 0,
+                 f"trimmed_{v}": 0}
+        own |= {f"suppressed_{v}": 0, f"trimmed_{v}": 0, f"words_{v}": 0}
+        both |= {f"hits_{v}": 0, f"mic_finals_{v}": 0, f"suppressed_{v}": 0, f"trimmed_{v}": 0}
     leaks: list[str] = []
+
+    def replays(calls: list[Call]) -> dict[str, Replay]:
+        return {v: replay(calls, opts, on=opts is not None) for v, opts in variants.items()}
+
+    n = len(items)
     for k, ((path, ref, _), sig) in enumerate(zip(items, audio, strict=True)):
         delay, gain = DELAYS_MS[k % len(DELAYS_MS)], GAINS_DB[k % len(GAINS_DB)]
-        # 1. echo only
         name = Path(path).stem
-        calls = decode(f"echo-{name}-{delay}-{gain}", echo_of(sig, delay, gain, seed=k), sig)
-        on, off = replay(calls), replay(calls, on=False)
+        # 1. echo only
+        mic = echo_of(sig, delay, gain, seed=k)
+        rs = replays(decode(f"echo-{name}-{delay}-{gain}", mic, sig))
         echo["clips"] += 1
-        echo["monitor_finals"] += len(on.finals(MONITOR))
-        echo["monitor_words"] += words(on.finals(MONITOR))
-        echo["mic_finals_on"] += len(on.finals(MIC))
-        echo["mic_finals_off"] += len(off.finals(MIC))
-        echo["mic_words_on"] += words(on.finals(MIC))
-        echo["mic_words_off"] += words(off.finals(MIC))
-        echo["suppressed"] += on.suppressed
-        echo["trimmed"] += on.trimmed
+        echo["monitor_finals"] += len(rs["on"].finals(MONITOR))
+        echo["monitor_words"] += words(rs["on"].finals(MONITOR))
+        for v, r in rs.items():
+            echo[f"mic_finals_{v}"] += len(r.finals(MIC))
+            echo[f"mic_words_{v}"] += words(r.finals(MIC))
+            echo[f"suppressed_{v}"] += r.suppressed
+            echo[f"trimmed_{v}"] += r.trimmed
         leaks += [f"{Path(path).name} ({delay} ms, {gain} dB): {f.text!r}"
-                  for f in on.finals(MIC)]
+                  for f in rs["on"].finals(MIC)]
         # 2. own speech over a silent monitor
         silence = np.zeros(len(sig) + SAMPLE_RATE, np.float32)
-        calls = decode(f"own-{name}", sig, silence)
-        on, off = replay(calls), replay(calls, on=False)
+        rs = replays(decode(f"own-{name}", sig, silence))
         own["clips"] += 1
-        own["finals"] += len(off.finals(MIC))
-        own["suppressed"] += on.suppressed
-        own["trimmed"] += on.trimmed
-        own["words_off"] += words(off.finals(MIC))
-        own["words_on"] += words(on.finals(MIC))
-        # 3. both talking: the user says clip B while the monitor plays clip A (the next clip)
-        j = (k + 1) % len(items)
+        own["finals"] += len(rs["off"].finals(MIC))
+        own["words"] += words(rs["off"].finals(MIC))
+        for v, r in rs.items():
+            own[f"suppressed_{v}"] += r.suppressed
+            own[f"trimmed_{v}"] += r.trimmed
+            own[f"words_{v}"] += words(r.finals(MIC))
+        # 3. both talking: the user says this clip (B) while the monitor plays another (A),
+        # half the list away (another speaker and text); the microphone hears B + A's echo.
+        j = (k + n // 2) % n
         if j == k:
             continue
-        a, b = audio[j], sig
-        mic = mix(b, echo_of(a, delay, gain, seed=100 + k))
-        calls = decode(f"both-{name}-{Path(items[j][0]).stem}-{delay}-{gain}", mic, a)
-        on, off = replay(calls), replay(calls, on=False)
+        a = audio[j]
+        mic = mix(sig, echo_of(a, delay, gain, seed=100 + k))
+        calls = decode(f"both2-{name}-{Path(items[j][0]).stem}-{delay}-{gain}", mic, a)
+        rs = replays(calls)
         ref_tokens = scorer.reference_tokens(ref)
-        for name, r in (("on", on), ("off", off)):
-            hyp = scorer.tokens(" ".join(f.text for f in r.finals(MIC)))
-            c = count_errors(ref_tokens, hyp)
-            both[f"hits_{name}"] += c.ref_tokens - c.substitutions - c.deletions
         both["pairs"] += 1
         both["ref_words"] += len(ref_tokens)
-        both["mic_finals_on"] += len(on.finals(MIC))
-        both["suppressed"] += on.suppressed
-        both["trimmed"] += on.trimmed
-        print(f"[{k + 1}/{len(items)}] {Path(path).name}", file=sys.stderr, flush=True)
-    total = echo["monitor_finals"] + echo["mic_finals_on"]
-    echo["share_labelled_monitor_on"] = round(echo["monitor_finals"] / total, 4) if total else None
-    total_off = echo["monitor_finals"] + echo["mic_finals_off"]
-    echo["share_labelled_monitor_off"] = (round(echo["monitor_finals"] / total_off, 4)
-                                          if total_off else None)
+        for v, r in rs.items():
+            c = count_errors(ref_tokens, scorer.tokens(" ".join(f.text for f in r.finals(MIC))))
+            both[f"hits_{v}"] += c.ref_tokens - c.substitutions - c.deletions
+            both[f"mic_finals_{v}"] += len(r.finals(MIC))
+            both[f"suppressed_{v}"] += r.suppressed
+            both[f"trimmed_{v}"] += r.trimmed
+        print(f"[{k + 1}/{n}] {Path(path).name}", file=sys.stderr, flush=True)
+    for v in variants:
+        total = echo["monitor_finals"] + echo[f"mic_finals_{v}"]
+        echo[f"share_labelled_monitor_{v}"] = (round(echo["monitor_finals"] / total, 4)
+                                               if total else None)
+        both[f"own_words_kept_{v}"] = (round(both[f"hits_{v}"] / both["ref_words"], 4)
+                                       if both["ref_words"] else None)
     echo["leaked_finals"] = leaks
-    own["never_suppressed"] = own["suppressed"] == 0
-    for name in ("on", "off"):
-        both[f"own_words_kept_{name}"] = (round(both[f"hits_{name}"] / both["ref_words"], 4)
-                                          if both["ref_words"] else None)
+    own["never_suppressed"] = all(own[f"suppressed_{v}"] == 0 for v in variants)
     summary = {"echo": echo, "own": own, "both": both,
                "setup": {"sets": args.sets, "clips": len(items), "delays_ms": DELAYS_MS,
                          "gains_db": GAINS_DB, "noise_dbfs": -60, "model": cfg.asr.model}}

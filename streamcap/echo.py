@@ -12,13 +12,16 @@ How a microphone caption is judged (:func:`echo_mask`)
     the reference's words of the same time span (``pad_s`` either side, pairs at most ``pad_s``
     apart). Aligned words, and substituted words spelled alike (``similar``) or one part of the
     other (the two sides split a compound differently), are *echo candidates*. A run of at
-    least ``min_echo_run`` consecutive candidates is echo (one coincidental ``the`` is not); a
-    caption of a single word echoes if that word does. A run of the words left that reads
-    like a stretch of the reference's text (``rapidfuzz`` ``partial_ratio`` at least
-    ``text_ratio``, for runs of ``text_min_chars`` letters or more and no longer than the
-    reference's text) is echo heard wrongly (``flour-fed and sauce`` for ``flower-fattened
-    sauce``). The words left are the user's own, except runs shorter than ``min_own_run`` that
-    touch echo: those are the recogniser's slips on the echo and go with it.
+    least ``min_echo_run`` consecutive candidates is echo (one coincidental ``the`` is not),
+    and a run that short needs ``min_echo_chars`` letters (``of the`` is a coincidence too)
+    unless it is the whole caption; a caption of a single word echoes if that word does.
+
+    A run of the words left that reads like a stretch of the reference's text is echo heard
+    wrongly (``flour-fed and sauce`` for ``flower-fattened sauce``): ``rapidfuzz``
+    ``partial_ratio`` at least ``text_ratio``, for runs of ``text_min_chars`` letters or more
+    and no longer than the reference's text of that time. The words left are the user's own,
+    except runs shorter than ``min_own_run`` that touch echo: those are the recogniser's slips
+    on the echo and go with it.
 
     * no echo run: the caption passes unchanged (the user's speech over a silent monitor
       can never be suppressed: there are no reference words to match);
@@ -72,6 +75,8 @@ class EchoOptions:
     pad_s: float = 1.5  # reference words this far around a caption are compared
     max_hold_s: float = 4.0  # the most a final waits for the reference (microphone time)
     min_echo_run: int = 2  # consecutive matching words that make echo
+    min_echo_chars: int = 8  # a run of min_echo_run words needs this many letters ("of the"
+    # inside a longer caption is a coincidence), unless it is the whole caption
     min_own_run: int = 3  # own words next to echo kept only in runs at least this long
     similar: float = 0.75  # spelling similarity for a substituted word to count as the same
     text_ratio: float = 66.0  # rapidfuzz partial_ratio of a leftover run that makes it echo
@@ -135,7 +140,9 @@ def echo_mask(words: Sequence[Word], ref: Sequence[Word], opts: EchoOptions) -> 
     need = min(opts.min_echo_run, len(a))
     echo = [False] * len(a)
     for value, i1, i2 in _runs(cand):
-        if value and i2 - i1 >= need:
+        whole = i1 == 0 and i2 == len(a)
+        short = i2 - i1 <= opts.min_echo_run and sum(map(len, a[i1:i2])) < opts.min_echo_chars
+        if value and i2 - i1 >= need and (whole or not short):
             echo[i1:i2] = [True] * (i2 - i1)
     # Leftover runs that read like a stretch of the reference are echo heard wrongly.
     for value, i1, i2 in _runs(echo):
@@ -160,8 +167,8 @@ def echo_mask(words: Sequence[Word], ref: Sequence[Word], opts: EchoOptions) -> 
 
 def _alike(a: str, b: str, similar: float) -> bool:
     """Substituted words that are the same word heard or split differently: spelled alike,
-    or one a part of the other (``flower`` / ``flowerfattened``; three letters at least)."""
-    if min(len(a), len(b)) >= 3 and (a in b or b in a):
+    or one a part of the other (``flower`` / ``flowerfattened``; four letters at least)."""
+    if min(len(a), len(b)) >= 4 and (a in b or b in a):
         return True
     return SequenceMatcher(None, a, b).ratio() >= similar
 
