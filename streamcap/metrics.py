@@ -12,7 +12,8 @@ client's socket minus the wall time the engine emitted it.
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -95,6 +96,12 @@ class Metrics:
             "streamcap_events_published", "Events published to the server.", ["type"],
             registry=r,
         )
+        self.echo_suppressed = Gauge(
+            "streamcap_echo_suppressed",
+            "Finals of an input suppressed as echo of another input so far, from the last status.",
+            ["input"],
+            registry=r,
+        )
         self._dropped_seen = 0
 
     def observe_caption_latency(self, kind: str, seconds: float) -> None:
@@ -109,6 +116,13 @@ class Metrics:
         if dropped_frames > self._dropped_seen:
             self.dropped_frames.inc(dropped_frames - self._dropped_seen)
         self._dropped_seen = max(0, dropped_frames)
+
+    def observe_inputs(self, inputs: Sequence[Mapping[str, Any]]) -> None:
+        """Take over the per-input figures of a status event (those with echo figures)."""
+        for x in inputs:
+            n = x.get("echo_suppressed")
+            if isinstance(n, int) and n >= 0:
+                self.echo_suppressed.labels(input=str(x.get("name", ""))).set(n)
 
     def set_queue_depths(self, depths: list[int]) -> None:
         """Set the queue gauges from the current depth of every client queue."""

@@ -84,3 +84,17 @@ def test_queue_depth_gauges_including_no_clients() -> None:
     s = samples(m)
     assert s[("streamcap_client_queue_depth_max", ())] == 0
     assert s[("streamcap_client_queue_depth_total", ())] == 0
+
+
+def test_echo_suppressed_per_input_from_status() -> None:
+    """Status's per-input echo figures become the ``streamcap_echo_suppressed{input}`` gauge;
+    inputs without the figure, and hostile values, are left out."""
+    m = Metrics()
+    m.observe_inputs([{"name": "You", "echo_suppressed": 3}, {"name": "Others"}])
+    m.observe_inputs([{"name": "You", "echo_suppressed": 5},
+                      {"name": "Bad", "echo_suppressed": -1},
+                      {"name": "Worse", "echo_suppressed": "7"}])
+    s = samples(m)
+    assert s[("streamcap_echo_suppressed", (("input", "You"),))] == 5
+    assert not any(k[0] == "streamcap_echo_suppressed" and k[1] != (("input", "You"),)
+                   for k in s)

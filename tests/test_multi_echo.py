@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pytest
 from support.clips import need
 from support.model import AUDIO, decoder
 
@@ -84,3 +85,18 @@ def test_both_talking_keeps_the_users_words() -> None:
     for word in ("fellow", "country", "what you can do"):
         assert word in text
     assert "turnips" not in text and "potatoes" not in text
+
+
+def test_echo_filter_must_fit_the_inputs() -> None:
+    """An echo filter built for another number of inputs is refused; without one, progress
+    is still reported (audio consumed, words known) for every input."""
+    cfg = from_dict({})
+    lanes = [Lane(LABELS[i], CaptionEngine(cfg, decoder(cfg))) for i in (MIC, MONITOR)]
+    with pytest.raises(ValueError, match="for 3 inputs, not 2"):
+        MultiEngine(lanes, echo=EchoFilter({0: 1}, 3))
+    multi = MultiEngine(lanes)
+    multi.push(MIC, np.zeros(SAMPLE_RATE, np.float32))
+    p = multi.progress()
+    assert [x.heard for x in p] == [1.0, 0.0] and all(x.known <= x.heard for x in p)
+    multi.close_lane(MONITOR)
+    assert multi.progress()[MONITOR].known == float("inf")

@@ -284,6 +284,7 @@ class CaptionServer:
         if isinstance(event, StatusEvent):
             event = dataclasses.replace(event, clients=len(self._clients))
             m.observe_status(event.lag, event.rtf, event.dropped_frames)
+            m.observe_inputs(event.inputs)
         elif isinstance(event, (PartialCaption, FinalCaption)):
             m.observe_caption_latency(event.type, now - (self.session.epoch + event.end))
         msg = self._env.seal(event, now)
