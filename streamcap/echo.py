@@ -35,9 +35,12 @@ Holding finals
     scheduler serves whichever final ends first, and the reference may still be mid-utterance).
     So echo-lane finals wait, in order, until the reference is *known* past the final's end
     plus ``margin_s`` (its finals are out or its partial pass decoded that far:
-    :attr:`LaneProgress.known`), or the reference ended, or, the bound, until the microphone's
-    own stream time is ``max_hold_s`` past the final's end (a stalled reference never holds the
-    user's captions longer; the judgment then uses what is known). Partials are never held:
+    :attr:`LaneProgress.known`; an ended reference is known to the end). The wait is bounded
+    in the microphone's own stream time: ``max_hold_s`` past the final's end while the
+    reference has not even *heard* that time (a stalled or lost reference never holds the
+    user's captions longer), ``max_wait_s`` while it has the audio but its decoding is behind
+    (its finals are never skipped, so they come; a worker that cannot keep up is what delays
+    them). At the bound the final is judged with what is known. Partials are never held:
     a microphone partial is judged at once against the reference's words so far, and hidden or
     trimmed the same way. When a final is suppressed after partials of its utterance were
     shown, an empty partial of that utterance clears them from live displays.
@@ -73,7 +76,8 @@ class EchoOptions:
 
     margin_s: float = 0.4  # acoustic delay + word-time slack past a final's end
     pad_s: float = 1.5  # reference words this far around a caption are compared
-    max_hold_s: float = 4.0  # the most a final waits for the reference (microphone time)
+    max_hold_s: float = 4.0  # the most a final waits for a reference lacking the audio
+    max_wait_s: float = 30.0  # the most it waits for a reference whose decoding is behind
     min_echo_run: int = 2  # consecutive matching words that make echo
     min_echo_chars: int = 8  # a run of min_echo_run words needs this many letters ("of the"
     # inside a longer caption is a coincidence), unless it is the whole caption
@@ -84,7 +88,7 @@ class EchoOptions:
     keep_s: float = 60.0  # reference words kept this long (stream time) for comparison
 
     def __post_init__(self) -> None:
-        for name in ("margin_s", "pad_s", "max_hold_s", "keep_s"):
+        for name in ("margin_s", "pad_s", "max_hold_s", "max_wait_s", "keep_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"EchoOptions.{name}: expected a finite value >= 0, "
@@ -297,17 +301,24 @@ class EchoFilter:
                 final = queue[0]
                 if not force:
                     assert progress is not None
-                    known = progress[self.refs[mic]].known
-                    heard = progress[mic].heard
-                    if math.isfinite(final.end) and not (
-                            known >= final.end + self.opts.margin_s
-                            or heard >= final.end + self.opts.max_hold_s):
+                    if math.isfinite(final.end) and not self._ready(
+                            final.end, progress[mic], progress[self.refs[mic]]):
                         break
+                    heard = progress[mic].heard
                     if math.isfinite(heard - final.end):
                         self.held_max_s = max(self.held_max_s, heard - final.end)
                 queue.popleft()
                 out += self._final(mic, final)
         return out
+
+    def _ready(self, end: float, mic: LaneProgress, ref: LaneProgress) -> bool:
+        """Whether a held final ending at ``end`` can be judged now (see the module docs)."""
+        if ref.known >= end + self.opts.margin_s:
+            return True  # the reference's words of that time are all out
+        waited = mic.heard - end
+        if ref.heard < end + self.opts.margin_s:  # the reference lacks the audio: stalled
+            return waited >= self.opts.max_hold_s
+        return waited >= self.opts.max_wait_s  # it has the audio: its decode is behind
 
     def _final(self, lane: int, ev: FinalCaption) -> list[PolicyEvent]:
         mask = self._judge(lane, ev.words)

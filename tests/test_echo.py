@@ -121,6 +121,20 @@ def test_hold_is_bounded_by_the_mics_own_time() -> None:
     assert f.held_max_s == pytest.approx(2.0)
 
 
+def test_hold_waits_for_a_monitor_whose_decoding_is_behind() -> None:
+    """A monitor that has the audio but has not decoded it yet (a busy worker) is waited for
+    past ``max_hold_s``, up to ``max_wait_s``; its final then decides."""
+    f = EchoFilter({MIC: MON}, 2, EchoOptions(max_hold_s=2.0, max_wait_s=10.0))
+    echo = fin(0, ECHO_TEXT, 1.05)
+    assert f.feed(MIC, [echo], prog(echo.end + 5.0, 1.0, mon_heard=echo.end + 5.0)) == []
+    out = f.feed(MON, [fin(1, ECHO_TEXT, 1.0, "Others")],
+                 prog(echo.end + 6.0, echo.end + 1.0, mon_heard=echo.end + 6.0))
+    assert finals(out) == [] and f.suppressed[MIC] == 1
+    own = fin(2, OWN_TEXT, 20.0)
+    assert f.feed(MIC, [own], prog(own.end + 9.9, 15.0, mon_heard=own.end + 9.9)) == []
+    assert finals(f.feed(MIC, [], prog(own.end + 10.0, 15.0, mon_heard=own.end + 10))) == [own]
+
+
 def test_ended_monitor_releases_held_finals() -> None:
     """Once the monitor ended (known: infinity) nothing waits for it."""
     f = EchoFilter({MIC: MON}, 2)
