@@ -63,7 +63,8 @@ def combined_state(states: Sequence[str]) -> str:
 class CaptureSet:
     """The sources of every input, as one thing to start, watch and stop."""
 
-    def __init__(self, sources: Sequence[AudioSource], labels: Sequence[str]) -> None:
+    def __init__(self, sources: Sequence[AudioSource], labels: Sequence[str], *,
+                 clock: Callable[[], float] = time.time) -> None:
         if len(sources) != len(labels):
             raise ValueError("one label per source")
         self.sources = list(sources)
@@ -73,6 +74,7 @@ class CaptureSet:
         self._epoch: float | None = None
         self.ended = [False] * len(self.sources)  # inputs told to the worker as ended
         self._begun = [False] * len(self.sources)
+        self._clock = clock
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -110,7 +112,7 @@ class CaptureSet:
         def on_block(block: Samples) -> None:
             if first[0]:
                 first[0] = False
-                start = time.time() - len(block) / SAMPLE_RATE
+                start = self._clock() - len(block) / SAMPLE_RATE
                 with self._lock:
                     if self._epoch is None:
                         self._epoch = start

@@ -85,6 +85,13 @@ class MeetingConfig:
     mic: str = "mic"  # an --input form for "you": mic, mic:DEVICE
     monitor: str = "monitor"  # an --input form for "others": monitor, monitor:SINK, mic:NAME
     echo_suppression: bool = True
+    # Speaker turns inside one input: label finals "Others 1", "Others 2", ... from the voice
+    # in each final (needs the optional extra streamcap[speakers]; see docs/speakers.md). In
+    # meeting mode only the "others" input gets turns (the microphone is you).
+    speaker_turns: bool = False
+    speaker_threshold: float = 0.68  # cosine similarity to a known voice to count as the same
+    max_speakers: int = 8            # voices per input; past this the nearest voice is used
+    speaker_min_s: float = 1.0       # shorter finals keep the previous turn's label
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,7 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     client_queue: int = 256
     replay_finals: int = 1000
+    transcript_finals: int = 5000
     max_message_bytes: int = 4096
     status_interval_s: float = 1.0
 
@@ -213,6 +221,7 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("server.port", lambda v: 0 <= v <= 65535, "expected 0..65535"),
     ("server.client_queue", lambda v: 1 <= v <= 100000, "expected 1..100000"),
     ("server.replay_finals", lambda v: 0 <= v <= 1000000, "expected 0..1000000"),
+    ("server.transcript_finals", lambda v: 0 <= v <= 1000000, "expected 0..1000000"),
     ("server.max_message_bytes", lambda v: 64 <= v <= 1 << 24, "expected 64..16777216"),
     ("server.status_interval_s", lambda v: 0.1 <= v <= 3600, "expected 0.1..3600"),
     ("obs.port", lambda v: 1 <= v <= 65535, "expected 1..65535"),
@@ -220,6 +229,9 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("obs.lines", lambda v: 1 <= v <= 10, "expected 1..10"),
     ("daemon.shutdown_timeout_s", lambda v: 0.5 <= v <= 600, "expected 0.5..600"),
     ("daemon.reopen_backoff_max_s", lambda v: 0.1 <= v <= 600, "expected 0.1..600"),
+    ("meeting.speaker_threshold", lambda v: 0 <= v <= 1, "expected 0..1"),
+    ("meeting.max_speakers", lambda v: 1 <= v <= 32, "expected 1..32"),
+    ("meeting.speaker_min_s", lambda v: 0 <= v <= 10, "expected 0..10"),
 ]
 
 

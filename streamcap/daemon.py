@@ -79,6 +79,7 @@ from .sinks.files import SessionFiles
 from .sinks.obs import ObsSink
 from .sinks.websocket import CaptionServer, HelloInfo
 from .sinks.writer import FileSink
+from .speakers import from_config as speaker_turns
 from .watchdog import WatchdogFeeder
 
 log = logging.getLogger("streamcap.daemon")
@@ -393,6 +394,9 @@ class Daemon:
         if self.decoder is None:
             self.decoder = await in_thread(self._load_decoder, "streamcap-model")
         decoder = self.decoder
+        # Speaker turns (off by default) load their embedding model with the ASR model.
+        speakers = await in_thread(lambda: speaker_turns(cfg.meeting, labels),
+                                   "streamcap-speakers")
         t0 = time.monotonic()
         await in_thread(lambda: self.warm_up(decoder), "streamcap-warmup")
         log.info("model warmed up in %.2f s", time.monotonic() - t0)
@@ -401,8 +405,10 @@ class Daemon:
 
         self.session = session = Session.new(time.time())
         await self._start_sinks(cfg, session, capture.description)
-        lanes = [Lane(label or None, CaptionEngine(input_config(cfg, inp), decoder))
-                 for label, inp in zip(labels, self._lane_inputs(len(sources)), strict=True)]
+        lane_inputs = self._lane_inputs(len(sources))
+        lanes = [Lane(label or None, CaptionEngine(input_config(cfg, inp), decoder,
+                                                   speakers[i] if speakers else None))
+                 for i, (label, inp) in enumerate(zip(labels, lane_inputs, strict=True))]
         self.multi = MultiEngine(lanes, echo=self._echo_filter(len(lanes)))
         self.engine = lanes[0].engine
         self.worker = worker = EngineWorker(self.multi, self._on_worker_event,

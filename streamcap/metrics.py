@@ -12,8 +12,7 @@ client's socket minus the wall time the engine emitted it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -96,11 +95,24 @@ class Metrics:
             "streamcap_events_published", "Events published to the server.", ["type"],
             registry=r,
         )
+        self.input_lag = Gauge(
+            "streamcap_input_lag_seconds",
+            "How far each input's engine is behind its audio (several inputs only).",
+            ["input"], registry=r,
+        )
+        self.input_up = Gauge(
+            "streamcap_input_up",
+            "1 while the input captures, 0 while it is lost, reopening or ended.",
+            ["input"], registry=r,
+        )
+        self.finals = Counter(
+            "streamcap_finals", "Finals published, by source label ('' when unlabelled).",
+            ["source"], registry=r,
+        )
         self.echo_suppressed = Gauge(
             "streamcap_echo_suppressed",
             "Finals of an input suppressed as echo of another input so far, from the last status.",
-            ["input"],
-            registry=r,
+            ["input"], registry=r,
         )
         self._dropped_seen = 0
 
@@ -117,12 +129,18 @@ class Metrics:
             self.dropped_frames.inc(dropped_frames - self._dropped_seen)
         self._dropped_seen = max(0, dropped_frames)
 
-    def observe_inputs(self, inputs: Sequence[Mapping[str, Any]]) -> None:
-        """Take over the per-input figures of a status event (those with echo figures)."""
+    def observe_inputs(self, inputs: tuple[dict[str, object], ...]) -> None:
+        """Take over the per-input figures of a status event (several inputs only)."""
         for x in inputs:
+            name = str(x.get("name", ""))
+            lag = x.get("lag", 0.0)
+            self.input_lag.labels(input=name).set(float(lag) if isinstance(lag, (int, float))
+                                                  else 0.0)
+            self.input_up.labels(input=name).set(1.0 if x.get("device_state") == "running"
+                                                 else 0.0)
             n = x.get("echo_suppressed")
-            if isinstance(n, int) and n >= 0:
-                self.echo_suppressed.labels(input=str(x.get("name", ""))).set(n)
+            if isinstance(n, int) and n >= 0:  # inputs with echo suppression
+                self.echo_suppressed.labels(input=name).set(n)
 
     def set_queue_depths(self, depths: list[int]) -> None:
         """Set the queue gauges from the current depth of every client queue."""

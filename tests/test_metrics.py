@@ -86,14 +86,28 @@ def test_queue_depth_gauges_including_no_clients() -> None:
     assert s[("streamcap_client_queue_depth_total", ())] == 0
 
 
+def test_per_input_lag_and_up_gauges_from_status() -> None:
+    """Each input of a status event gets its lag and an up gauge (1 only while running);
+    hostile entries (no name, a non-number lag) do not break rendering."""
+    m = Metrics()
+    m.observe_inputs(({"name": "You", "device_state": "running", "lag": 0.4},
+                      {"name": "Others", "device_state": "lost", "lag": 2.5}))
+    m.observe_inputs(({"lag": "fast"},))
+    s = samples(m)
+    assert s[("streamcap_input_lag_seconds", (("input", "You"),))] == 0.4
+    assert s[("streamcap_input_up", (("input", "You"),))] == 1
+    assert s[("streamcap_input_up", (("input", "Others"),))] == 0
+    assert s[("streamcap_input_lag_seconds", (("input", ""),))] == 0
+
+
 def test_echo_suppressed_per_input_from_status() -> None:
     """Status's per-input echo figures become the ``streamcap_echo_suppressed{input}`` gauge;
     inputs without the figure, and hostile values, are left out."""
     m = Metrics()
-    m.observe_inputs([{"name": "You", "echo_suppressed": 3}, {"name": "Others"}])
-    m.observe_inputs([{"name": "You", "echo_suppressed": 5},
+    m.observe_inputs(({"name": "You", "echo_suppressed": 3}, {"name": "Others"}))
+    m.observe_inputs(({"name": "You", "echo_suppressed": 5},
                       {"name": "Bad", "echo_suppressed": -1},
-                      {"name": "Worse", "echo_suppressed": "7"}])
+                      {"name": "Worse", "echo_suppressed": "7"}))
     s = samples(m)
     assert s[("streamcap_echo_suppressed", (("input", "You"),))] == 5
     assert not any(k[0] == "streamcap_echo_suppressed" and k[1] != (("input", "You"),)
