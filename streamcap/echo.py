@@ -8,13 +8,15 @@ each input has got in stream time (:class:`LaneProgress`), and it removes from t
 words the reference carried at the same time. No clock: all times are stream seconds.
 
 How a microphone caption is judged (:func:`echo_mask`)
-    Its words are aligned (``difflib`` on normalised words: lower case, letters and digits) with
-    the reference's words of the same time span (``pad_s`` either side, pairs at most ``pad_s``
-    apart). Aligned words, and substituted words spelled alike (``similar``) or one part of the
-    other (the two sides split a compound differently), are *echo candidates*. A run of at
-    least ``min_echo_run`` consecutive candidates is echo (one coincidental ``the`` is not),
-    and a run that short needs ``min_echo_chars`` letters (``of the`` is a coincidence too)
-    unless it is the whole caption; a caption of a single word echoes if that word does.
+    Its words are aligned (``difflib`` on normalised words: Whisper's English normaliser, then
+    letters and digits only) with the reference's words of the same time span (``pad_s``
+    either side, pairs at most ``pad_s`` apart). Aligned words, and substituted words spelled
+    alike (``similar``) or one part of the other (the two sides split a compound differently),
+    are *echo candidates*. A run of at least ``min_echo_run`` consecutive candidates is echo
+    (one coincidental ``the`` is not), and a run that short needs ``min_echo_chars`` letters
+    (``of the`` is a coincidence too) unless it is the whole caption; a caption of a single
+    word echoes if that word does. In a caption of ``short_caption`` words or fewer a word is a
+    candidate wherever it is in the reference's words of that time (``2 2`` heard for ``2``).
 
     A run of the words left that reads like a stretch of the reference's text is echo heard
     wrongly (``flour-fed and sauce`` for ``flower-fattened sauce``): ``rapidfuzz``
@@ -53,11 +55,12 @@ and logged at debug level with their text and the reference words they matched.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import re
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from difflib import SequenceMatcher
 
 from rapidfuzz import fuzz
@@ -82,6 +85,7 @@ class EchoOptions:
     min_echo_chars: int = 8  # a run of min_echo_run words needs this many letters ("of the"
     # inside a longer caption is a coincidence), unless it is the whole caption
     min_own_run: int = 3  # own words next to echo kept only in runs at least this long
+    short_caption: int = 3  # captions of this many words match words in any order
     similar: float = 0.75  # spelling similarity for a substituted word to count as the same
     text_ratio: float = 66.0  # rapidfuzz partial_ratio of a leftover run that makes it echo
     text_min_chars: int = 5  # leftover runs shorter than this (letters) are not text-checked
@@ -114,9 +118,19 @@ class LaneProgress:
     known: float
 
 
+@functools.lru_cache(maxsize=8192)
 def norm(text: str) -> str:
-    """A word as compared: lower case, letters and digits only."""
-    return _NOT_WORD.sub("", text.lower())
+    """A word as compared: Whisper's English normaliser (``Three`` and ``3``, ``colour`` and
+    ``color`` compare equal; ``uh`` is nothing), then letters and digits only."""
+    return _NOT_WORD.sub("", _normaliser()(text))
+
+
+@functools.lru_cache(maxsize=1)
+def _normaliser() -> Callable[[str], str]:
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    fn: Callable[[str], str] = EnglishTextNormalizer()
+    return fn
 
 
 def echo_mask(words: Sequence[Word], ref: Sequence[Word], opts: EchoOptions) -> list[bool]:
@@ -137,6 +151,13 @@ def echo_mask(words: Sequence[Word], ref: Sequence[Word], opts: EchoOptions) -> 
             elif tag == "replace":
                 cand[i] = any(abs(words[i].start - ref[j].start) <= opts.pad_s
                               and _alike(a[i], b[j], opts.similar) for j in range(j1, j2))
+    # A caption of a few words need not keep the reference's order ("2 2" for "2").
+    if len(a) <= opts.short_caption:
+        for i in range(len(a)):
+            cand[i] = cand[i] or (bool(a[i]) and any(
+                x and abs(words[i].start - w.start) <= opts.pad_s
+                and (a[i] == x or _alike(a[i], x, opts.similar)) for x, w in zip(b, ref,
+                                                                                  strict=True)))
     # Punctuation-only pieces take the side of the word before them.
     for i in range(1, len(a)):
         if not a[i]:

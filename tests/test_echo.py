@@ -239,4 +239,6 @@ def test_echo_mask_rules() -> None:
     said = words("out in thick peppered flower-fattened sauce", 0.6)
     assert all(echo_mask(heard_wrong, said, opts))
     assert not any(echo_mask(heard_wrong, said, EchoOptions(text_ratio=101)))
+    assert echo_mask(words("Three.", 0.6), words("3.", 0.6), opts) == [True]  # normalised
+    assert echo_mask(words("2 2", 0.0), words("2", 0.0), opts) == [True, True]  # any order
     assert echo_mask([], ref, opts) == [] and echo_mask(mine, [], opts) == [False] * 6
