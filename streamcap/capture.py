@@ -40,6 +40,7 @@ class InputState:
     device_state: str
     lag: float
     dropped_frames: int
+    echo_suppressed: int = 0  # finals dropped as echo of another input (streamcap/echo.py)
 
 
 def open_sources(cfg: Config, inputs: Sequence[InputConfig]) -> list[AudioSource]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -60,13 +61,16 @@ class InputConfig:
 
     ``input`` takes the ``--input`` forms (``mic``, ``mic:DEVICE``, ``monitor`` (what plays on
     the default output), ``monitor:SINK``, ``file:PATH``, ``-``); ``device`` picks the device
-    for ``mic`` as ``audio.device`` does for the single input.
+    for ``mic`` as ``audio.device`` does for the single input. ``echo_of`` names the input
+    this one also hears (a microphone hearing the speakers: the monitor input's name): its
+    captions that repeat that input at the same time are suppressed (``streamcap/echo.py``).
     """
 
     name: str = ""
     input: str = "mic"
     device: str | int | None = None
     vad: VadOverride = field(default_factory=VadOverride)
+    echo_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -402,6 +406,19 @@ def _validate_inputs(cfg: Config) -> None:
                     raise ConfigError(f"inputs[{i}].vad.{f.name}", f"{message}, got {value!r}")
         if (inp.vad.max_utterance_s or cfg.vad.max_utterance_s) > cfg.vad.buffer_s:
             raise ConfigError(f"inputs[{i}].vad.max_utterance_s", "must not exceed vad.buffer_s")
+    names = {inp.name: inp for inp in cfg.inputs}
+    for i, inp in enumerate(cfg.inputs):
+        if inp.echo_of is None:
+            continue
+        if inp.echo_of == inp.name:
+            raise ConfigError(f"inputs[{i}].echo_of", "must name another input, not this one")
+        other = names.get(inp.echo_of)
+        if other is None:
+            raise ConfigError(f"inputs[{i}].echo_of", f"no input is named {inp.echo_of!r} "
+                              f"(inputs: {', '.join(repr(n) for n in names)})")
+        if other.echo_of is not None:
+            raise ConfigError(f"inputs[{i}].echo_of", f"{inp.echo_of!r} is itself an echo "
+                              "of another input; name the input that plays the sound")
 
 
 def resolve_inputs(cfg: Config, input_spec: str | None = None) -> tuple[InputConfig, ...]:
@@ -416,6 +433,17 @@ def resolve_inputs(cfg: Config, input_spec: str | None = None) -> tuple[InputCon
         return cfg.inputs
     return (InputConfig(name="", input=input_spec if input_spec is not None else cfg.audio.input,
                         device=cfg.audio.device),)
+
+
+def echo_pairs(cfg: Config, inputs: Sequence[InputConfig]) -> dict[int, int]:
+    """Which input hears which (index to index) for echo suppression: in meeting mode "you"
+    hears "others" (when ``meeting.echo_suppression``); with an ``inputs`` list, each
+    ``echo_of``. ``inputs`` are those :func:`resolve_inputs` gave."""
+    if cfg.meeting.enabled:
+        return {0: 1} if cfg.meeting.echo_suppression and len(inputs) == 2 else {}
+    index = {inp.name: i for i, inp in enumerate(inputs)}
+    return {i: index[inp.echo_of] for i, inp in enumerate(inputs)
+            if inp.echo_of is not None and inp.echo_of in index}
 
 
 def input_config(cfg: Config, inp: InputConfig) -> Config:

@@ -65,7 +65,8 @@ from .asr.worker import EngineWorker
 from .audio.sources import AudioSource, SourceState, StdinSource
 from .bridge import LoopBridge, in_thread
 from .capture import CaptureSet, InputState, open_sources
-from .config import Config, input_config, resolve_inputs
+from .config import Config, echo_pairs, input_config, resolve_inputs
+from .echo import EchoFilter
 from .engine import CaptionEngine
 from .errors import StreamcapError
 from .events import SAMPLE_RATE, ErrorEvent, Event, Session, StatusEvent
@@ -225,11 +226,14 @@ class Daemon:
         w, cap = self.worker, self.capture
         if cap is None or len(cap) < 2:
             return ()
+        echo = self.multi.echo if self.multi is not None else None
         states = cap.states
         return tuple(
             InputState(name=cap.labels[i], device_state=states[i],
                        lag=round(w.lag_of(i), 3) if w is not None else 0.0,
-                       dropped_frames=dropped_frames(self.cfg, cap.sources[i].dropped_blocks, 0))
+                       dropped_frames=dropped_frames(self.cfg, cap.sources[i].dropped_blocks, 0),
+                       echo_suppressed=echo.suppressed[i] if echo is not None
+                       and i < echo.lanes else 0)
             for i in range(len(cap)))
 
     def status_event(self) -> StatusEvent:
@@ -405,7 +409,7 @@ class Daemon:
         lanes = [Lane(label or None, CaptionEngine(input_config(cfg, inp), decoder,
                                                    speakers[i] if speakers else None))
                  for i, (label, inp) in enumerate(zip(labels, lane_inputs, strict=True))]
-        self.multi = MultiEngine(lanes)
+        self.multi = MultiEngine(lanes, echo=self._echo_filter(len(lanes)))
         self.engine = lanes[0].engine
         self.worker = worker = EngineWorker(self.multi, self._on_worker_event,
                                             queue_seconds=cfg.audio.queue_seconds)
@@ -434,6 +438,29 @@ class Daemon:
         log.info("capturing from %s", capture.description)
         self.started = True
         self.notifier.ready(f"captioning {capture.description}")
+
+    def _echo_filter(self, n: int) -> EchoFilter | None:
+        """Echo suppression between the inputs that hear each other (meeting mode: "you"
+        hears "others"; ``inputs[].echo_of``), when the sources are the configured inputs."""
+        pairs = echo_pairs(self.cfg, self.inputs) if n == len(self.inputs) else {}
+        if not pairs:
+            return None
+        for mic, ref in pairs.items():
+            log.info("echo suppression: captions of %r that repeat %r are dropped",
+                     self.inputs[mic].name, self.inputs[ref].name)
+        return EchoFilter(pairs, n)
+
+    def _echo_summary(self) -> None:
+        """The session's echo figures, once at the end (a suppressed final is never lost
+        silently: each is logged at debug level, and counted in ``status`` while running)."""
+        echo = self.multi.echo if self.multi is not None else None
+        if echo is None:
+            return
+        for mic in echo.refs:
+            log.info("echo suppression: %d final(s) of %r suppressed, %d trimmed (%d words "
+                     "removed; longest hold %.1f s)", echo.suppressed[mic],
+                     self.inputs[mic].name, echo.trimmed[mic], echo.words_removed[mic],
+                     echo.held_max_s)
 
     def _lane_inputs(self, n: int) -> list[Any]:
         """The input settings of each source (given sources beyond the config: defaults)."""
@@ -579,6 +606,7 @@ class Daemon:
             if done is not True:
                 worker.abort()
             await asyncio.sleep(0)  # run the publishes the worker posted before it stopped
+            self._echo_summary()
         for sink in list(self.sinks):
             if self.forced:
                 break

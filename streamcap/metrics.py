@@ -109,6 +109,11 @@ class Metrics:
             "streamcap_finals", "Finals published, by source label ('' when unlabelled).",
             ["source"], registry=r,
         )
+        self.echo_suppressed = Gauge(
+            "streamcap_echo_suppressed",
+            "Finals of an input suppressed as echo of another input so far, from the last status.",
+            ["input"], registry=r,
+        )
         self._dropped_seen = 0
 
     def observe_caption_latency(self, kind: str, seconds: float) -> None:
@@ -133,6 +138,9 @@ class Metrics:
                                                   else 0.0)
             self.input_up.labels(input=name).set(1.0 if x.get("device_state") == "running"
                                                  else 0.0)
+            n = x.get("echo_suppressed")
+            if isinstance(n, int) and n >= 0:  # inputs with echo suppression
+                self.echo_suppressed.labels(input=name).set(n)
 
     def set_queue_depths(self, depths: list[int]) -> None:
         """Set the queue gauges from the current depth of every client queue."""

@@ -17,19 +17,25 @@ VAD event carries ``source`` (the input's label) and ``speaker`` (the same label
 label may replace it later), and utterance ids are made unique across inputs (input ``i`` of
 ``n`` maps its own id ``u`` to ``u * n + i``, so each input's ids still increase). One
 unlabelled input passes through unchanged.
+
+With ``echo=`` an :class:`~streamcap.echo.EchoFilter` sees every labelled event with each
+input's progress (:meth:`MultiEngine.progress`) and removes from a microphone's captions what its
+reference input (the speakers' monitor) carried at the same time; without it nothing changes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from .asr.policy import PolicyEvent
 from .audio.reframe import Samples
+from .echo import EchoFilter, LaneProgress
 from .engine import CaptionEngine
-from .events import FinalCaption, PartialCaption, VadEvent
+from .events import SAMPLE_RATE, FinalCaption, PartialCaption, VadEvent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,11 +49,17 @@ class Lane:
 class MultiEngine:
     """A caption engine per input sharing one decoder; see the module docstring."""
 
-    def __init__(self, lanes: Sequence[Lane]) -> None:
+    def __init__(self, lanes: Sequence[Lane], echo: EchoFilter | None = None) -> None:
         if not lanes:
             raise ValueError("MultiEngine needs at least one input")
+        if echo is not None and echo.lanes != len(lanes):
+            raise ValueError(f"MultiEngine: the echo filter is for {echo.lanes} inputs, "
+                             f"not {len(lanes)}")
         self.lanes = tuple(lanes)
+        self.echo = echo
         self._decoded_at = [0] * len(self.lanes)  # samples_in of each lane at its last decode
+        self._partial_at = [0] * len(self.lanes)  # samples_in at its last partial pass
+        self._closed = [False] * len(self.lanes)
         self.steps = [0] * len(self.lanes)  # decodes run per lane
         self.last_lane: int | None = None
 
@@ -63,7 +75,7 @@ class MultiEngine:
 
     def push(self, lane: int, samples: Samples) -> list[PolicyEvent]:
         """New audio of input ``lane`` through its VAD gate; no decoding happens here."""
-        return self._stamp(lane, self.lanes[lane].engine.push(samples))
+        return self._filter(lane, self._stamp(lane, self.lanes[lane].engine.push(samples)))
 
     # --- decoding ---------------------------------------------------------------------------
 
@@ -89,11 +101,14 @@ class MultiEngine:
         if i is None:
             return []
         engine = self.lanes[i].engine
+        partial = engine.final_due is None
         events = engine.step()  # may raise (e.g. BackendUnavailable): nothing moved on then
         self._decoded_at[i] = engine.samples_in
+        if partial:
+            self._partial_at[i] = engine.samples_in
         self.steps[i] += 1
         self.last_lane = i
-        return self._stamp(i, events)
+        return self._filter(i, self._stamp(i, events))
 
     def finish(self) -> list[PolicyEvent]:
         """End of input on every lane: finalise what is in flight, nothing is lost."""
@@ -102,12 +117,15 @@ class MultiEngine:
             out += self.close_lane(i)
         while self.due:
             out += self.step()
+        if self.echo is not None:
+            out += self.echo.flush()
         return out
 
     def close_lane(self, i: int) -> list[PolicyEvent]:
         """End of input on one lane (its file ended, or it was lost for good), without
         decoding: its utterance in flight becomes a pending final, served by ``step()``."""
-        return self._stamp(i, self.lanes[i].engine.close())
+        self._closed[i] = True
+        return self._filter(i, self._stamp(i, self.lanes[i].engine.close()))
 
     def feed(self, audio: Sequence[Samples], chunk_s: float = 0.05) -> list[PolicyEvent]:
         """Deterministic run over whole signals, one per input, advancing them together in
@@ -126,6 +144,37 @@ class MultiEngine:
             while self.due:
                 out += self.step()
         return out + self.finish()
+
+    # --- progress and echo ------------------------------------------------------------------
+
+    def progress(self) -> list[LaneProgress]:
+        """How far each input has got (for the echo filter): audio consumed, and the stream
+        time before which its words are all out (:class:`~streamcap.echo.LaneProgress`)."""
+        return [LaneProgress(heard=lane.engine.audio_time, known=self._known(i))
+                for i, lane in enumerate(self.lanes)]
+
+    def _known(self, i: int) -> float:
+        engine = self.lanes[i].engine
+        if self._closed[i] and not engine.due:
+            return math.inf
+        policy = engine.policy
+        starts = [u.start for u in policy.closing]
+        if policy.open is not None:
+            starts.append(policy.open.start)
+        vad = engine.cfg.vad
+        # Speech not yet reported may start this far back (onset frames + preroll).
+        lookback = vad.preroll_s + vad.start_frames * engine.cfg.audio.frame_ms / 1000
+        settled = (min(starts) / SAMPLE_RATE if starts
+                   else max(0.0, engine.audio_time - lookback))
+        due = engine.final_due
+        if due is not None and not policy.closing:  # a translated final held for its original
+            settled = min(settled, due - vad.max_utterance_s)
+        return max(settled, self._partial_at[i] / SAMPLE_RATE)
+
+    def _filter(self, i: int, events: list[PolicyEvent]) -> list[PolicyEvent]:
+        if self.echo is None:
+            return events
+        return self.echo.feed(i, events, self.progress())
 
     # --- labels -----------------------------------------------------------------------------
 

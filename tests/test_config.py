@@ -295,3 +295,33 @@ def test_bad_inputs_and_meeting_settings_name_the_culprit(data: dict[str, object
     with pytest.raises(ConfigError) as err:
         from_dict(data)
     assert str(err.value).startswith(culprit + ":"), str(err.value)
+
+
+def test_inputs_echo_of_pairs() -> None:
+    """``inputs[].echo_of`` pairs a microphone with the input it hears; meeting mode pairs
+    "you" with "others" unless ``meeting.echo_suppression`` is off; no pairs otherwise."""
+    cfg = from_dict({"inputs": [{"name": "Desk", "input": "mic"},
+                                {"name": "Room", "input": "monitor"},
+                                {"name": "Me", "input": "mic:2", "echo_of": "Room"}]})
+    assert config.echo_pairs(cfg, config.resolve_inputs(cfg)) == {2: 1}
+    meeting = from_dict({"meeting": {"enabled": True}})
+    assert config.echo_pairs(meeting, config.resolve_inputs(meeting)) == {0: 1}
+    off = from_dict({"meeting": {"enabled": True, "echo_suppression": False}})
+    assert config.echo_pairs(off, config.resolve_inputs(off)) == {}
+    single = from_dict({})
+    assert config.echo_pairs(single, config.resolve_inputs(single)) == {}
+
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    ([{"name": "A", "echo_of": "A"}, {"name": "B"}], "must name another input"),
+    ([{"name": "A", "echo_of": "Nobody"}, {"name": "B"}], "no input is named 'Nobody'"),
+    ([{"name": "A", "echo_of": "B"}, {"name": "B", "echo_of": "C"}, {"name": "C"}],
+     "'B' is itself an echo"),
+    ([{"name": "A", "echo_of": 3}, {"name": "B"}], "inputs"),
+])
+def test_inputs_echo_of_is_validated(inputs: list[dict[str, object]], message: str) -> None:
+    """``echo_of`` must name another input that is not itself an echo; the error names
+    ``inputs[i].echo_of``."""
+    with pytest.raises(ConfigError, match=message) as exc:
+        from_dict({"inputs": inputs})
+    assert "echo_of" in str(exc.value)

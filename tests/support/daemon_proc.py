@@ -325,8 +325,12 @@ class Client:
         return {m["utterance_id"] for m in self.of("final")}
 
     def shown(self) -> set[int]:
-        """Utterances that showed words in a partial."""
-        return {m["utterance_id"] for m in self.of("partial") if m["words"]}
+        """Utterances whose latest partial shows words (an echo-suppressed utterance ends with
+        an empty partial: nothing left on screen, and no final comes)."""
+        last: dict[int, bool] = {}
+        for m in self.of("partial"):
+            last[m["utterance_id"]] = bool(m["words"])
+        return {u for u, words in last.items() if words}
 
     def in_flight(self) -> set[int]:
         """Utterances with words shown and no final yet."""
