@@ -7,6 +7,7 @@
     ├── AudioError         audio that cannot be decoded or is empty
     │   └── AudioDeviceError   a capture device that cannot be opened or went away
     ├── ModelError         a model that cannot be found or loaded
+    ├── BackendUnavailable the remote ASR pool cannot decode now (retry after a while)
     └── ProtocolError      a bad frame or request from a client
 
 Library code raises these; only :mod:`streamcap.cli` turns them into a message and an exit code.
@@ -48,6 +49,19 @@ class ModelError(StreamcapError):
     """A Whisper model that cannot be found or loaded."""
 
     exit_code = 5
+
+
+class BackendUnavailable(StreamcapError):
+    """The remote ASR backend (the Ray Serve pool) cannot decode now: unreachable, slow or
+    restarting. The request was not decoded; the caller keeps it pending and tries again after
+    ``retry_after_s`` seconds."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        self.message = message
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
 
 
 class ProtocolError(StreamcapError):
