@@ -1,7 +1,7 @@
 """The ``streamcap`` command. The only place errors become messages and exit codes.
 
-Subcommands: ``transcribe``, ``run`` and ``config`` here; ``devices``, ``models``, ``bench`` and
-``install-service`` registered by the modules that implement them. The options shared by every
+Subcommands: ``transcribe``, ``run`` and ``config`` here; ``devices``, ``models``, ``bench``,
+``serve-asr`` and ``install-service`` registered by the modules that implement them. The options shared by every
 configuration-loading subcommand live in :mod:`streamcap.cli_config`, which imports no
 subcommand: nothing imports this module back.
 """
@@ -203,6 +203,7 @@ def _registrations() -> list[Callable[[Any], None]]:
     from . import models_cli, service
     from .audio import devices
     from .bench import cli as bench_cli
+    from .pool import cli as pool_cli
 
     return [
         _add_transcribe,
@@ -210,6 +211,7 @@ def _registrations() -> list[Callable[[Any], None]]:
         devices.add_devices_parser,
         models_cli.add_parser,
         bench_cli.add_parser,
+        pool_cli.add_parser,
         service.add_install_service_parser,
         _add_config,
     ]

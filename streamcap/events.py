@@ -208,6 +208,10 @@ class StatusEvent(_JsonMixin):
     device_state: str
     dropped_frames: int
     clients: int = 0
+    # "running", or "degraded" while the ASR backend (the Ray pool) cannot decode; then
+    # asr_detail says why (captions resume, pending finals included, when it returns).
+    asr_state: str = "running"
+    asr_detail: str | None = None
     type: Literal["status"] = field(default="status", init=False)
 
 
@@ -266,6 +270,8 @@ def event_from_dict(d: dict[str, Any]) -> Event:
             device_state=str(d["device_state"]),
             dropped_frames=int(d["dropped_frames"]),
             clients=int(d.get("clients", 0)),
+            asr_state=str(d.get("asr_state", "running")),
+            asr_detail=_opt_str(d, "asr_detail"),
         )
     if t == "error":
         return ErrorEvent(code=str(d["code"]), message=str(d["message"]))

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import AsrConfig
 from .decoder import DecodePlan, DecodeRequest, Hypothesis, WhisperDecoder
 
 
@@ -68,10 +69,17 @@ class BatchDecoder:
         self.max_batch_size = max_batch_size
         self.last: BatchStats | None = None
 
-    def decode_batch(self, reqs: Sequence[DecodeRequest]) -> list[Hypothesis]:
-        """One hypothesis per request, in order (each as the request would get alone)."""
+    def decode_batch(
+        self, reqs: Sequence[DecodeRequest], cfgs: Sequence[AsrConfig | None] | None = None
+    ) -> list[Hypothesis]:
+        """One hypothesis per request, in order (each as the request would get alone);
+        ``cfgs[i]``: the decoding settings of request ``i`` (beam, prompts, contexts) instead
+        of the decoder's own (a multilingual request without a language uses the decoder's)."""
         import ctranslate2
 
+        opts = list(cfgs) if cfgs is not None else [None] * len(reqs)
+        if len(opts) != len(reqs):
+            raise ValueError(f"{len(reqs)} requests but {len(opts)} settings")
         t0 = time.monotonic()
         dec = self.decoder
         out: list[Hypothesis | None] = [None] * len(reqs)
@@ -81,7 +89,7 @@ class BatchDecoder:
             if dec.multilingual and req.language is None:
                 keys.append(None)  # language detection: decoded alone below
                 continue
-            mels[i] = dec.mel(req.audio, dec.full_context(req))
+            mels[i] = dec.mel(req.audio, dec.full_context(req, opts[i]))
             keys.append(mels[i][0].shape)  # type: ignore[index]
         enc_sizes: list[int] = []
         gen_sizes: list[int] = []
@@ -99,7 +107,7 @@ class BatchDecoder:
                     for k, i in enumerate(group)}
             plans: dict[int, DecodePlan] = {}
             for i in group:
-                plan = dec.plan(reqs[i], encs[i])
+                plan = dec.plan(reqs[i], encs[i], opts[i])
                 if isinstance(plan, Hypothesis):
                     out[i] = plan
                 else:

@@ -220,9 +220,11 @@ class WhisperDecoder:
             self.passes += 1
             self.decode_seconds += time.monotonic() - t0
 
-    def full_context(self, req: DecodeRequest) -> bool:
-        """Whether ``req`` is encoded with the full 30 s context (else short)."""
-        return (self.cfg.final_context if req.final else self.cfg.partial_context) == "full"
+    def full_context(self, req: DecodeRequest, cfg: AsrConfig | None = None) -> bool:
+        """Whether ``req`` is encoded with the full 30 s context (else short); ``cfg``: the
+        decoding settings to use instead of this decoder's (a pool serves many daemons)."""
+        c = cfg or self.cfg
+        return (c.final_context if req.final else c.partial_context) == "full"
 
     def _decode(self, req: DecodeRequest) -> Hypothesis:
         enc, n_frames = self._features(req.audio, self.full_context(req))
@@ -232,11 +234,15 @@ class WhisperDecoder:
         result = self._ct2.generate(enc, [plan.prompt], **plan.generate_options())[0]
         return self.finish(req, plan, result, enc, n_frames)
 
-    def plan(self, req: DecodeRequest, enc: Any) -> DecodePlan | Hypothesis:
+    def plan(
+        self, req: DecodeRequest, enc: Any, cfg: AsrConfig | None = None
+    ) -> DecodePlan | Hypothesis:
         """The prompt and limits of one pass over the encoder output ``enc`` (a Hypothesis
-        without words instead when language detection is not sure enough)."""
+        without words instead when language detection is not sure enough); ``cfg`` as in
+        :meth:`full_context`."""
+        c = cfg or self.cfg
         audio_end = req.offset + len(req.audio) / SAMPLE_RATE
-        full = self.full_context(req)
+        full = self.full_context(req, c)
         language = req.language or "en"
         lang_prob = 1.0
         if self.multilingual and req.language is None:
@@ -251,7 +257,7 @@ class WhisperDecoder:
         tok = self._tokenizer(language, req.task)
 
         prompt: list[int] = []
-        ctx_parts = [p for p in (self.cfg.hotwords, self.cfg.initial_prompt, req.context) if p]
+        ctx_parts = [p for p in (c.hotwords, c.initial_prompt, req.context) if p]
         if ctx_parts:
             ctx_tokens = tok.encode(" " + " ".join(s.strip() for s in ctx_parts))
             prompt = [tok.sot_prev, *ctx_tokens[-(MAX_PROMPT_TOKENS - 1) :]]
@@ -271,7 +277,7 @@ class WhisperDecoder:
         max_new = int(MIN_NEW_TOKENS + rate * max(0.0, fresh))
         # CTranslate2 counts the forced prefix twice against max_length (prompt and result).
         max_length = min(TEXT_CONTEXT_TOKENS, len(prompt) + len(prefix_tokens) + max_new)
-        beam = self.cfg.beam_size if req.final else self.cfg.partial_beam_size
+        beam = c.beam_size if req.final else c.partial_beam_size
         return DecodePlan(tok, language, lang_prob, prompt, prefix_tokens, max_length, beam)
 
     def finish(

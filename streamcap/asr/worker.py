@@ -24,6 +24,7 @@ import numpy as np
 
 from ..audio.reframe import Samples
 from ..engine import CaptionEngine
+from ..errors import BackendUnavailable
 from ..events import SAMPLE_RATE, Event
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class EngineWorker:
         self.error: BaseException | None = None
         self._started_at = 0.0
         self._jobs: deque[BackgroundJob] = deque()
+        self.degraded: str | None = None  # why the ASR backend cannot decode now, or None
+        self._retry_at = 0.0
 
     # --- producer side ---------------------------------------------------------------------
 
@@ -194,7 +197,20 @@ class EngineWorker:
                 if self._stop:
                     break
                 if self.engine.due:
-                    events = self.engine.step()
+                    # PROVISIONAL (ray helper, issue 11): the lead reconciles this block.
+                    wait = self._retry_at - time.monotonic()
+                    if wait > 0:  # backend outage: keep taking audio, step again later
+                        with self._cond:
+                            if not self._queue and not self._stop:
+                                self._cond.wait(min(wait, 0.5))
+                        continue
+                    try:
+                        events = self.engine.step()
+                    except BackendUnavailable as exc:  # the request stays pending
+                        self.degraded = str(exc)
+                        self._retry_at = time.monotonic() + exc.retry_after_s
+                        continue
+                    self.degraded = None
                     self.last_progress = time.monotonic()
                     self._emit(list(events))
                     continue

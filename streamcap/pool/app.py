@@ -1,0 +1,46 @@
+"""Build the Serve application of the ASR pool from a streamcap configuration.
+
+``streamcap serve-asr --config FILE`` deploys it on a running Ray cluster (``ray start --head``)
+and stays in the foreground; ``serve run deploy/serve.yaml`` does the same through
+:func:`build` (``import_path: streamcap.pool.app:build``, ``args: {config: FILE}``).
+The replica count, CPUs/GPUs per replica, batch size and wait come from ``asr.ray``; the model,
+device and compute type from ``asr``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from ..config import Config, load, to_dict
+from ..errors import ConfigError
+from .replica import WhisperPool
+
+
+def application(cfg: Config) -> Application:
+    """The pool's Serve application for ``cfg`` (not yet running)."""
+    r = cfg.asr.ray
+    if r.max_batch_size > r.max_ongoing_requests:
+        raise ConfigError("asr.ray.max_batch_size", "must not exceed asr.ray.max_ongoing_requests")
+    dep: Any = serve.deployment(WhisperPool)
+    dep = dep.options(
+        name=r.deployment,
+        num_replicas=r.replicas,
+        max_ongoing_requests=r.max_ongoing_requests,
+        ray_actor_options={"num_cpus": r.replica_cpus, "num_gpus": r.replica_gpus},
+    )
+    app: Application = dep.bind(to_dict(cfg))
+    return app
+
+
+def build(args: dict[str, Any]) -> Application:
+    """Serve's application builder: ``args`` may name ``config`` (a streamcap YAML file)."""
+    unknown = set(args) - {"config"}
+    if unknown:
+        raise ConfigError("args", f"unknown key(s) {sorted(unknown)} (known: config)")
+    path = args.get("config")
+    if path is not None and not isinstance(path, str):
+        raise ConfigError("args.config", f"expected a file path, got {path!r}")
+    return application(load(path))
