@@ -1,9 +1,9 @@
 """The ``streamcap`` command. The only place errors become messages and exit codes.
 
 Subcommands: ``transcribe``, ``run`` and ``config`` here; ``devices``, ``models``, ``bench``,
-``serve-asr`` and ``install-service`` registered by the modules that implement them. The options shared by every
-configuration-loading subcommand live in :mod:`streamcap.cli_config`, which imports no
-subcommand: nothing imports this module back.
+``serve-asr`` and ``install-service`` registered by the modules that implement them. The
+options shared by every configuration-loading subcommand live in :mod:`streamcap.cli_config`,
+which imports no subcommand: nothing imports this module back.
 """
 
 from __future__ import annotations

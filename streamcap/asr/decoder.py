@@ -109,6 +109,11 @@ class DecodePlan:
     beam: int
 
     @property
+    def sot_position(self) -> int:
+        """Where ``<|startoftranscript|>`` is in the prompt (after the earlier-text prompt)."""
+        return self.prompt.index(self.tok.sot) if self.tok.sot in self.prompt else 0
+
+    @property
     def result_cap(self) -> int:
         """The most tokens (forced prefix included) a result of this pass may hold."""
         return self.max_length - len(self.prompt)

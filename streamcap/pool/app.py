@@ -9,6 +9,7 @@ device and compute type from ``asr``.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ray import serve
@@ -17,6 +18,18 @@ from ray.serve import Application
 from ..config import Config, load, to_dict
 from ..errors import ConfigError
 from .replica import WhisperPool
+
+
+def omp_threads(cfg: Config) -> int:
+    """The OpenMP threads of a replica: those a local daemon would use (``asr.cpu_threads``,
+    else min(4, cores of the deploying host)).
+
+    Ray sets ``OMP_NUM_THREADS`` to a replica's CPU reservation (1 by default), and
+    CTranslate2's results change with it (measured on tiny.en int8: other log-probabilities,
+    now and then other words); with the same thread count the pool's captions equal those of
+    ``asr.backend: local``. Set ``asr.cpu_threads`` when pool hosts differ from this one.
+    """
+    return cfg.asr.cpu_threads or min(4, os.cpu_count() or 1)
 
 
 def application(cfg: Config) -> Application:
@@ -29,7 +42,8 @@ def application(cfg: Config) -> Application:
         name=r.deployment,
         num_replicas=r.replicas,
         max_ongoing_requests=r.max_ongoing_requests,
-        ray_actor_options={"num_cpus": r.replica_cpus, "num_gpus": r.replica_gpus},
+        ray_actor_options={"num_cpus": r.replica_cpus, "num_gpus": r.replica_gpus,
+                           "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(omp_threads(cfg))}}},
     )
     app: Application = dep.bind(to_dict(cfg))
     return app

@@ -28,6 +28,8 @@ from ..errors import BackendUnavailable, ModelError
 
 log = logging.getLogger(__name__)
 
+_INIT_LOCK = threading.Lock()  # ray.init once per process, whichever decoder connects first
+
 
 @dataclass(frozen=True)
 class Trip:
@@ -55,7 +57,6 @@ class RayDecoder:
         self.trips: deque[Trip] = deque(maxlen=keep_trips)
         self.info: Any = None
         self._handle: Any = None
-        self._lock = threading.Lock()
         self._multilingual: bool | None = None
 
     # --- connection ------------------------------------------------------------------------
@@ -67,7 +68,7 @@ class RayDecoder:
 
         r = self.cfg.ray
         logging.getLogger("ray.serve").setLevel(logging.WARNING)  # no INFO lines per handle
-        with self._lock:
+        with _INIT_LOCK:
             try:
                 if not ray.is_initialized():
                     ray.init(address=r.address, log_to_driver=False, logging_level=logging.WARNING,
@@ -122,6 +123,9 @@ class RayDecoder:
             resp = self._handle.decode.remote(PoolRequest(req, self.cfg))
             reply = resp.result(timeout_s=r.request_timeout_s)
         except Exception as exc:
+            if _is_application_error(exc):  # the replica ran and failed: a bug, not an outage
+                raise ModelError(f"asr.ray: the pool failed to decode: {_first_line(exc)}"
+                                 ) from None
             if resp is not None:
                 try:
                     resp.cancel()
@@ -137,6 +141,15 @@ class RayDecoder:
         self.trips.append(Trip(rtt, reply.replica_s, reply.decode_s, reply.batch_size, req.final))
         hyp: Hypothesis = reply.hypothesis
         return hyp
+
+
+def _is_application_error(exc: BaseException) -> bool:
+    """An exception raised by the replica's own code (a RayTaskError that is not about a dead
+    or unreachable actor); those are not retried."""
+    from ray import exceptions as rex
+
+    return isinstance(exc, rex.RayTaskError) and not isinstance(
+        exc, (rex.RayActorError, rex.ActorUnavailableError))
 
 
 def _first_line(exc: BaseException) -> str:

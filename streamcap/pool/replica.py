@@ -49,6 +49,7 @@ class PoolInfo:
     compute_type: str
     max_batch_size: int
     replica: str
+    omp_threads: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ class WhisperPool:
         """The model this replica serves."""
         loaded = self.decoder.loaded
         return PoolInfo(self.cfg.asr.model, loaded.multilingual, loaded.device,
-                        loaded.compute_type, self.batch.max_batch_size, self.name)
+                        loaded.compute_type, self.batch.max_batch_size, self.name,
+                        os.environ.get("OMP_NUM_THREADS", ""))
 
     async def decode(self, preq: PoolRequest) -> PoolReply:
         """Decode one request (batched with whatever else is waiting)."""
