@@ -61,11 +61,16 @@ def run(args: argparse.Namespace) -> int:
     r = cfg.asr.ray
     app = application(cfg)  # a bad setting fails before the cluster is touched
     try:
+        from .client import probe
+
+        probe(r.address, r.connect_timeout_s)
         ray.init(address=r.address, log_to_driver=False, configure_logging=False)
     except Exception as exc:
         raise BackendUnavailable(f"asr.ray.address: no Ray cluster at {r.address!r} "
                                  f"({type(exc).__name__}: {str(exc)[:200]}); start one with "
                                  "`ray start --head`", r.retry_backoff_s) from None
+    # The pool is reached through handles only: no HTTP proxy (and no port 8000 taken).
+    serve.start(proxy_location="Disabled")
     serve.run(app, name=r.app, route_prefix=None, blocking=False)
     print(f"serving ASR pool {r.app}/{r.deployment}: {cfg.asr.model}, {r.replicas} replica(s) "
           f"x {r.replica_cpus:g} CPU / {r.replica_gpus:g} GPU, batches up to "

@@ -71,6 +71,7 @@ class RayDecoder:
         with _INIT_LOCK:
             try:
                 if not ray.is_initialized():
+                    probe(r.address, r.connect_timeout_s)
                     ray.init(address=r.address, log_to_driver=False, logging_level=logging.WARNING,
                              configure_logging=False)
                 self._handle = serve.get_deployment_handle(r.deployment, r.app)
@@ -103,8 +104,10 @@ class RayDecoder:
 
     @property
     def multilingual(self) -> bool:
+        """Whether the pool's model is multilingual (asked on connecting, the first time)."""
         if self._multilingual is None:
-            raise BackendUnavailable("asr.ray: not connected to the pool yet", 0.5)
+            self.connect()
+        assert self._multilingual is not None
         return self._multilingual
 
     def retune(self, cfg: AsrConfig) -> None:
@@ -141,6 +144,33 @@ class RayDecoder:
         self.trips.append(Trip(rtt, reply.replica_s, reply.decode_s, reply.batch_size, req.final))
         hyp: Hypothesis = reply.hypothesis
         return hyp
+
+
+def split_address(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``HOST:PORT`` or ``ray://HOST:PORT`` (``[v6]:PORT`` too); ``None``
+    for ``auto`` and anything without a port (pure)."""
+    rest = address.strip()
+    if rest.startswith("ray://"):
+        rest = rest[len("ray://"):]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)
+
+
+def probe(address: str, timeout_s: float) -> None:
+    """Fail fast (``ConnectionError``) when nothing listens at the address: ``ray.init`` on a
+    dead address retries for minutes and cannot be interrupted."""
+    import socket
+
+    hp = split_address(address)
+    if hp is None:
+        return
+    try:
+        socket.create_connection(hp, timeout=min(timeout_s, 10.0)).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {hp[0]}:{hp[1]} ({exc.strerror or exc})"
+                              ) from None
 
 
 def _is_application_error(exc: BaseException) -> bool:
