@@ -6,10 +6,13 @@ with ``@serve.batch`` and hands the batch to :meth:`BatchDecoder.decode_batch`. 
 - *the encoder pass*: requests whose encoder input has the same shape (the decoder pads it to
   whole seconds: :meth:`~streamcap.asr.decoder.WhisperDecoder.mel`) are encoded as one batch;
 - *the generation pass*: greedy passes (partials, beam 1) of one encoder batch whose prompts
-  start the transcript at the same token position (CTranslate2 requires it: the earlier-text
-  prompt before ``<|startoftranscript|>`` must have one length; it does once every stream's
-  context has reached the cap of ``MAX_PROMPT_TOKENS``) generate as one batch with the largest
-  length limit; a result longer than its own pass allows is generated
+  have the same length and start the transcript at the same position generate as one batch
+  with the largest length limit. CTranslate2 requires the ``<|startoftranscript|>`` position
+  to be equal; prompts of other lengths would be padded, and padding changed results
+  (measured: another hypothesis on a near-silent window), so they are not mixed. Prompts are
+  earlier text (capped at ``MAX_PROMPT_TOKENS``, so long-running streams reach one length) plus
+  the forced prefix (the utterance's committed words), so in practice generation batches are
+  rarer than encoder batches; a result longer than its own pass allows is generated
   again alone, so every result equals what the pass would give alone. Beam passes (finals)
   share a generation only with passes of the same beam and the same length limit (a beam
   search stopped at another length may pick another hypothesis); otherwise one by one.
@@ -117,8 +120,9 @@ class BatchDecoder:
                     plans[i] = plan
             members = list(plans)
             gkeys: list[Hashable | None] = [
-                ("greedy", plans[i].sot_position) if plans[i].beam == 1
-                else ("beam", plans[i].sot_position, plans[i].beam, plans[i].result_cap)
+                ("greedy", plans[i].sot_position, len(plans[i].prompt)) if plans[i].beam == 1
+                else ("beam", plans[i].sot_position, len(plans[i].prompt), plans[i].beam,
+                      plans[i].result_cap)
                 for i in members
             ]
             for sub in plan_groups(gkeys, self.max_batch_size):
