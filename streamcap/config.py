@@ -52,7 +52,7 @@ class RayConfig:
     app: str = "streamcap-asr"  # Serve application name
     deployment: str = "WhisperPool"  # Serve deployment name inside the application
     connect_timeout_s: float = 30.0
-    request_timeout_s: float = 10.0  # a decode slower than this counts as an outage
+    request_timeout_s: float = 5.0  # a decode slower than this counts as an outage
     retry_backoff_s: float = 0.5  # first wait after a failure, doubled up to the max
     retry_backoff_max_s: float = 8.0
     on_outage: Literal["buffer", "local"] = "buffer"
@@ -343,6 +343,10 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("output.min_cue_s", "must not exceed output.max_cue_s")
     if cfg.vad.max_utterance_s > cfg.vad.buffer_s:
         raise ConfigError("vad.max_utterance_s", "must not exceed vad.buffer_s")
+    if cfg.asr.backend == "ray" and cfg.asr.ray.request_timeout_s >= cfg.audio.queue_seconds:
+        raise ConfigError("asr.ray.request_timeout_s",
+                          "must be below audio.queue_seconds (audio captured while a decode "
+                          "waits for the pool is queued there)")
     if cfg.asr.ray.retry_backoff_s > cfg.asr.ray.retry_backoff_max_s:
         raise ConfigError("asr.ray.retry_backoff_s", "must not exceed asr.ray.retry_backoff_max_s")
     if cfg.asr.language != "auto" and cfg.asr.language not in WHISPER_LANGUAGES:

@@ -96,6 +96,8 @@ def test_ray_backend_block_is_typed(tmp_path: Path) -> None:
         ({"asr": {"ray": {"app": "my app/../x"}}}, "asr.ray.app", "letters, digits"),
         ({"asr": {"ray": {"retry_backoff_s": 9.0, "retry_backoff_max_s": 1.0}}},
          "asr.ray.retry_backoff_s", "must not exceed"),
+        ({"asr": {"backend": "ray", "ray": {"request_timeout_s": 12.0}}},
+         "asr.ray.request_timeout_s", "below audio.queue_seconds"),
         ({"output": {"min_cue_s": 8.0}}, "output.min_cue_s", "must not exceed"),
         ({"vad": {"max_utterance_s": 20.0, "buffer_s": 10.0}}, "vad.max_utterance_s", "exceed"),
         ({"asr": {"model": "  "}}, "asr.model", "must not be empty"),

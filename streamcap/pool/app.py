@@ -15,7 +15,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from ..config import Config, load, to_dict
+from ..config import Config, load, to_dict, with_overrides
 from ..errors import ConfigError
 from .replica import WhisperPool
 
@@ -49,12 +49,27 @@ def application(cfg: Config) -> Application:
     return app
 
 
-def build(args: dict[str, Any]) -> Application:
-    """Serve's application builder: ``args`` may name ``config`` (a streamcap YAML file)."""
-    unknown = set(args) - {"config"}
+def config_from_args(args: dict[str, Any]) -> Config:
+    """The pool's configuration from a Serve config's ``args``: ``config`` (a streamcap YAML
+    file readable on the cluster; default: the embedded defaults) and ``set`` (dotted keys and
+    values that win over it, e.g. ``{"asr.model": "base", "asr.ray.replicas": 2}``)."""
+    if not isinstance(args, dict):
+        raise ConfigError("args", f"expected a mapping, got {args!r}")
+    unknown = set(args) - {"config", "set"}
     if unknown:
-        raise ConfigError("args", f"unknown key(s) {sorted(unknown)} (known: config)")
+        raise ConfigError("args", f"unknown key(s) {sorted(map(str, unknown))} "
+                          "(known: config, set)")
     path = args.get("config")
     if path is not None and not isinstance(path, str):
         raise ConfigError("args.config", f"expected a file path, got {path!r}")
-    return application(load(path))
+    overrides = args.get("set") or {}
+    if not isinstance(overrides, dict) or not all(isinstance(k, str) for k in overrides):
+        raise ConfigError("args.set", f"expected a mapping of dotted keys, got {overrides!r}")
+    cfg = load(path)
+    return with_overrides(cfg, overrides) if overrides else cfg
+
+
+def build(args: dict[str, Any]) -> Application:
+    """Serve's application builder (``import_path: streamcap.pool.app:build``); ``args`` as
+    in :func:`config_from_args`."""
+    return application(config_from_args(args))

@@ -156,6 +156,20 @@ def test_replica_killed_and_pool_stopped_mid_speech_lose_no_final(
     assert d.events() and not [e for e in d.events() if e["type"] == "error"]
 
 
+def test_the_shipped_serve_config_deploys_the_pool(pool: RayCluster) -> None:
+    """``serve run deploy/serve.yaml`` (Serve's own CLI) deploys the same pool: the daemons'
+    names find it and the replica runs the local daemon's thread count."""
+    import subprocess
+
+    r = subprocess.run([str(Path(sys.executable).with_name("serve")), "run", "--non-blocking",
+                        "-a", pool.address, str(REPO / "deploy" / "serve.yaml")], env=env(),
+                       capture_output=True, text=True, timeout=timeout(180), cwd=pool.tmp)
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = pool.driver("h = serve.get_deployment_handle('WhisperPool', 'streamcap-asr')\n"
+                       "print(h.info.remote().result(timeout_s=120))\n")
+    assert "model='tiny.en'" in info and "omp_threads='2'" in info, info
+
+
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
