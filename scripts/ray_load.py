@@ -213,8 +213,9 @@ def main() -> int:
     ap.add_argument("--no-accuracy", action="store_true", help="skip the 2-stream check")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    data: dict[str, Any] = {"asr": {"ray": {"address": args.address,
-                                             "request_timeout_s": 60.0}}}
+    # Generous: a saturated pool is measured, not treated as an outage.
+    data: dict[str, Any] = {"audio": {"queue_seconds": 120.0},
+                            "asr": {"ray": {"address": args.address, "request_timeout_s": 60.0}}}
     cfg = from_dict(data)
     from streamcap.config import parse_override, with_overrides
 

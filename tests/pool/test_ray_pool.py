@@ -85,7 +85,8 @@ def test_two_streams_through_the_pool_equal_the_local_model(pool: RayCluster) ->
     replica) give exactly the finals the local model gives each of them."""
     from streamcap.pool.client import RayDecoder
 
-    cfg = from_dict({"asr": {"backend": "ray", "ray": {"address": pool.address,
+    cfg = from_dict({"audio": {"queue_seconds": 600.0},  # unpaced: no queue, and no timeout
+                     "asr": {"backend": "ray", "ray": {"address": pool.address,
                                                         "request_timeout_s": 120.0}}})
     audios = [load_audio(SONNET)[: 20 * 16000], load_audio(SECOND)[: 20 * 16000]]
     remote = [RayDecoder(cfg.asr) for _ in audios]
