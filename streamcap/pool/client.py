@@ -6,7 +6,10 @@
 the replica's hypothesis; anything that keeps it from answering within
 ``asr.ray.request_timeout_s`` (no cluster, no application, a replica that died mid-request, a
 slow pool) raises :class:`~streamcap.errors.BackendUnavailable`, and the request is sent again on
-the next try (the replica holds no state between requests, so a retry is safe).
+the next try (the replica holds no state between requests, so a retry is safe). An exception
+raised by the replica's own code is retried the same way up to ``APP_ERROR_LIMIT`` times in a
+row (an application that stops or starts fails requests in flight so), then it is a
+:class:`~streamcap.errors.ModelError`.
 
 ``decode_seconds`` adds up the replicas' decode time (of the batch each request was in);
 :attr:`RayDecoder.trips` keeps the latest round trips with their replica and decode times, so
@@ -50,6 +53,8 @@ class Trip:
 class RayDecoder:
     """Decode through the Ray Serve pool; see the module docstring."""
 
+    APP_ERROR_LIMIT = 5  # replica-side failures in a row before they count as a bug
+
     def __init__(self, cfg: AsrConfig, keep_trips: int = 100_000) -> None:
         self.cfg = cfg
         self.decode_seconds = 0.0
@@ -58,6 +63,7 @@ class RayDecoder:
         self.info: Any = None
         self._handle: Any = None
         self._multilingual: bool | None = None
+        self._app_errors = 0  # replica-side failures in a row
 
     # --- connection ------------------------------------------------------------------------
 
@@ -126,9 +132,17 @@ class RayDecoder:
             resp = self._handle.decode.remote(PoolRequest(req, self.cfg))
             reply = resp.result(timeout_s=r.request_timeout_s)
         except Exception as exc:
-            if _is_application_error(exc):  # the replica ran and failed: a bug, not an outage
-                raise ModelError(f"asr.ray: the pool failed to decode: {_first_line(exc)}"
-                                 ) from None
+            if _is_application_error(exc):
+                # The replica's code raised. While an application stops or starts, requests in
+                # flight fail this way too, so a few in a row are retried like an outage; a
+                # request that keeps failing is a bug and stops the daemon with the message.
+                self._app_errors += 1
+                why = f"the pool failed to decode: {_first_line(exc)}"
+                if self._app_errors >= self.APP_ERROR_LIMIT:
+                    raise ModelError(f"asr.ray: {why} ({self._app_errors} times in a row)"
+                                     ) from None
+                log.warning("asr.ray: %s (retried)", why)
+                raise BackendUnavailable(f"asr.ray: {why}", r.retry_backoff_s) from None
             if resp is not None:
                 try:
                     resp.cancel()
@@ -139,6 +153,7 @@ class RayDecoder:
                    if slow else _first_line(exc))
             raise BackendUnavailable(f"asr.ray: decode failed: {why}", r.retry_backoff_s) from None
         rtt = time.monotonic() - t0
+        self._app_errors = 0
         self.passes += 1
         self.decode_seconds += reply.decode_s
         self.trips.append(Trip(rtt, reply.replica_s, reply.decode_s, reply.batch_size, req.final))

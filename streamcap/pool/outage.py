@@ -122,10 +122,12 @@ class ResilientDecoder:
     def decode(self, req: DecodeRequest) -> Hypothesis:
         st = self.state
         if st.may_try(self._clock()):
+            t0 = self._clock()
             try:
                 hyp = self.primary.decode(req)
             except BackendUnavailable as exc:
                 now = self._clock()
+                log.debug("pool attempt failed after %.2f s: %s", now - t0, exc)
                 if st.since is None:
                     self.outages += 1
                     log.warning("ASR pool unavailable: %s (captions held: on_outage=%s)",
@@ -147,7 +149,12 @@ class ResilientDecoder:
                 self.fallback = self._make_fallback()
             if self.fallback is not None:
                 self.fallback_decodes += 1
-                return self.fallback.decode(req)
+                t0 = self._clock()
+                hyp = self.fallback.decode(req)
+                log.debug("local fallback decode (%s, %.1f s of audio) took %.2f s",
+                          "final" if req.final else "partial", len(req.audio) / SAMPLE_RATE,
+                          self._clock() - t0)
+                return hyp
         if req.final and not req.speculative and st.gave_up(now):
             self.finals_given_up += 1
             log.error("ASR pool away for %.0f s (> asr.ray.buffer_s): a pending final of "
