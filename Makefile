@@ -8,8 +8,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_DEBS := libportaudio2 libasound2-plugins pulseaudio-utils python3-venv
 TEST_DEBS := $(RUN_DEBS) pulseaudio chromium xvfb xauth obs-studio systemd sox
 STAMP := $(VENV)/.installed
+RAY_STAMP := $(VENV)/.installed-ray
 
-.PHONY: run test setup setup-system lint typecheck pytest bench multilingual clean
+.PHONY: run test setup setup-ray setup-system lint typecheck pytest bench multilingual clean
 
 run: setup
 	@SYSTEM_DEBS="$(RUN_DEBS)" ./.ci/apt-ensure
@@ -24,16 +25,24 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# The optional Ray Serve pool backend (.[ray]): the tests and the type check need it, `make run`
+# does not.
+setup-ray: $(RAY_STAMP)
+
+$(RAY_STAMP): pyproject.toml $(STAMP)
+	$(PIP) install -q -e '.[dev,ray]'
+	@touch $(RAY_STAMP)
+
 setup-system:
 	@SYSTEM_DEBS="$(TEST_DEBS)" ./.ci/apt-ensure
 
 lint: setup
 	$(VENV)/bin/ruff check streamcap tests
 
-typecheck: setup
+typecheck: setup setup-ray
 	$(VENV)/bin/mypy
 
-pytest: setup setup-system
+pytest: setup setup-ray setup-system
 	$(VENV)/bin/pytest -q
 
 test: setup setup-system lint typecheck pytest

@@ -1,9 +1,9 @@
 """The ``streamcap`` command. The only place errors become messages and exit codes.
 
-Subcommands: ``transcribe``, ``run`` and ``config`` here; ``devices``, ``models``, ``bench`` and
-``install-service`` registered by the modules that implement them. The options shared by every
-configuration-loading subcommand live in :mod:`streamcap.cli_config`, which imports no
-subcommand: nothing imports this module back.
+Subcommands: ``transcribe``, ``run`` and ``config`` here; ``devices``, ``models``, ``bench``,
+``serve-asr`` and ``install-service`` registered by the modules that implement them. The
+options shared by every configuration-loading subcommand live in :mod:`streamcap.cli_config`,
+which imports no subcommand: nothing imports this module back.
 """
 
 from __future__ import annotations
@@ -219,6 +219,7 @@ def _registrations() -> list[Callable[[Any], None]]:
     from . import models_cli, service
     from .audio import devices
     from .bench import cli as bench_cli
+    from .pool import cli as pool_cli
 
     return [
         _add_transcribe,
@@ -226,6 +227,7 @@ def _registrations() -> list[Callable[[Any], None]]:
         devices.add_devices_parser,
         models_cli.add_parser,
         bench_cli.add_parser,
+        pool_cli.add_parser,
         service.add_install_service_parser,
         _add_config,
     ]

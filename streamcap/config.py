@@ -95,7 +95,35 @@ class MeetingConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """``asr.ray``: where the shared ASR pool is (client side) and how it is deployed
+    (``streamcap serve-asr`` and ``deploy/serve.yaml`` read the same block)."""
+
+    # --- the client: a daemon with ``asr.backend: ray`` ---------------------------------
+    address: str = "auto"  # ray.init address: "auto" (a node of the cluster) or ray://host:port
+    app: str = "streamcap-asr"  # Serve application name
+    deployment: str = "WhisperPool"  # Serve deployment name inside the application
+    connect_timeout_s: float = 30.0
+    request_timeout_s: float = 5.0  # a decode slower than this counts as an outage
+    retry_backoff_s: float = 0.5  # first wait after a failure, doubled up to the max
+    retry_backoff_max_s: float = 8.0
+    on_outage: Literal["buffer", "local"] = "buffer"
+    # With on_outage: buffer, pending finals wait this long for the pool, then are given up
+    # (their committed words still come out): the bound on the outage no final is lost in.
+    buffer_s: float = 120.0
+    # --- the pool: the Serve deployment ------------------------------------------------
+    replicas: int = 1
+    replica_cpus: float = 1.0
+    replica_gpus: float = 0.0
+    max_batch_size: int = 8
+    batch_wait_timeout_s: float = 0.01
+    max_ongoing_requests: int = 64
+
+
+@dataclass(frozen=True)
 class AsrConfig:
+    backend: Literal["local", "ray"] = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
     model: str = "tiny.en"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: Literal[
@@ -211,6 +239,22 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("asr.log_prob_threshold", lambda v: -20 <= v <= 0, "expected -20..0"),
     ("asr.compression_ratio_threshold", lambda v: 1 <= v <= 10, "expected 1..10"),
     ("asr.model", lambda v: bool(v.strip()), "must not be empty"),
+    ("asr.ray.address", lambda v: bool(v.strip()) and len(v) <= 500,
+     "expected 'auto', HOST:PORT or ray://HOST:PORT"),
+    ("asr.ray.app", lambda v: _serve_name(v), "expected a name of 1..100 letters, digits, -_."),
+    ("asr.ray.deployment", lambda v: _serve_name(v),
+     "expected a name of 1..100 letters, digits, -_."),
+    ("asr.ray.connect_timeout_s", lambda v: 1 <= v <= 600, "expected 1..600"),
+    ("asr.ray.request_timeout_s", lambda v: 0.1 <= v <= 600, "expected 0.1..600"),
+    ("asr.ray.retry_backoff_s", lambda v: 0.01 <= v <= 60, "expected 0.01..60"),
+    ("asr.ray.retry_backoff_max_s", lambda v: 0.01 <= v <= 600, "expected 0.01..600"),
+    ("asr.ray.buffer_s", lambda v: 0 <= v <= 3600, "expected 0..3600"),
+    ("asr.ray.replicas", lambda v: 1 <= v <= 1000, "expected 1..1000"),
+    ("asr.ray.replica_cpus", lambda v: 0 <= v <= 256, "expected 0..256"),
+    ("asr.ray.replica_gpus", lambda v: 0 <= v <= 16, "expected 0..16"),
+    ("asr.ray.max_batch_size", lambda v: 1 <= v <= 256, "expected 1..256"),
+    ("asr.ray.batch_wait_timeout_s", lambda v: 0 <= v <= 5, "expected 0..5"),
+    ("asr.ray.max_ongoing_requests", lambda v: 1 <= v <= 10000, "expected 1..10000"),
     ("asr.language", lambda v: v == "auto" or (2 <= len(v) <= 5 and v.isalpha()),
      "expected 'auto' or a language code such as 'en'"),
     ("output.max_line_chars", lambda v: 10 <= v <= 200, "expected 10..200"),
@@ -233,6 +277,10 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("meeting.max_speakers", lambda v: 1 <= v <= 32, "expected 1..32"),
     ("meeting.speaker_min_s", lambda v: 0 <= v <= 10, "expected 0..10"),
 ]
+
+
+def _serve_name(v: str) -> bool:
+    return 1 <= len(v) <= 100 and all(c.isascii() and (c.isalnum() or c in "-_.") for c in v)
 
 
 def _type_name(tp: Any) -> str:
@@ -354,6 +402,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("output.min_cue_s", "must not exceed output.max_cue_s")
     if cfg.vad.max_utterance_s > cfg.vad.buffer_s:
         raise ConfigError("vad.max_utterance_s", "must not exceed vad.buffer_s")
+    if cfg.asr.backend == "ray" and cfg.asr.ray.request_timeout_s >= cfg.audio.queue_seconds:
+        raise ConfigError("asr.ray.request_timeout_s",
+                          "must be below audio.queue_seconds (audio captured while a decode "
+                          "waits for the pool is queued there)")
+    if cfg.asr.ray.retry_backoff_s > cfg.asr.ray.retry_backoff_max_s:
+        raise ConfigError("asr.ray.retry_backoff_s", "must not exceed asr.ray.retry_backoff_max_s")
     if cfg.asr.language != "auto" and cfg.asr.language not in WHISPER_LANGUAGES:
         raise ConfigError("asr.language", _unknown_language(cfg.asr.language))
     for i, lang in enumerate(cfg.asr.languages):

@@ -236,10 +236,25 @@ class Daemon:
                        and i < echo.lanes else 0)
             for i in range(len(cap)))
 
+    @property
+    def asr_degraded(self) -> str | None:
+        """Why the ASR backend cannot decode now (the Ray pool is away), or None."""
+        w = self.worker
+        reason = w.degraded if w is not None else None
+        return reason or getattr(self.decoder, "degraded", None)
+
+    def health_check(self) -> bool | str:
+        """``/healthz``: False (unhealthy), ``"degraded: ..."`` (alive, ASR pool away) or True."""
+        if not self.healthy():
+            return False
+        reason = self.asr_degraded
+        return f"degraded: {reason}" if reason else True
+
     def status_event(self) -> StatusEvent:
         w, cap = self.worker, self.capture
         blocks = cap.dropped_blocks if cap is not None else 0
         samples = w.dropped_samples if w is not None else 0
+        degraded = self.asr_degraded
         return StatusEvent(
             lag=round(w.lag_s, 3) if w is not None else 0.0,
             rtf=round(w.rtf, 3) if w is not None else 0.0,
@@ -247,6 +262,8 @@ class Daemon:
             dropped_frames=dropped_frames(self.cfg, blocks, samples),
             clients=self.server.clients if self.server is not None else 0,
             inputs=tuple(dataclasses.asdict(x) for x in self.input_states()),
+            asr_state="degraded" if degraded else "running",
+            asr_detail=degraded,
         )
 
     def status_text(self) -> str:
@@ -255,6 +272,7 @@ class Daemon:
         state = self.device_state
         if st.inputs:
             state = ", ".join(f"{x['name']} {x['device_state']}" for x in st.inputs)
+        problem = problem or (f"degraded: {st.asr_detail}" if st.asr_detail else None)
         return (f"{state}; " + (f"{problem}; " if problem else "")
                 + f"lag {st.lag:.1f} s, rtf {st.rtf:.2f}, "
                 f"{st.clients} client(s), {st.dropped_frames} frame(s) dropped")
@@ -478,7 +496,7 @@ class Daemon:
         if cfg.server.enabled:
             hello = HelloInfo(model=cfg.asr.model, language=cfg.asr.language,
                               audio_device=device)
-            self.server = CaptionServer(cfg.server, session, hello, health=self.healthy)
+            self.server = CaptionServer(cfg.server, session, hello, health=self.health_check)
             await self._start_sink(self.server)
             host = cfg.server.host
             host = f"[{host}]" if ":" in host else host

@@ -75,8 +75,10 @@ class CaptionEngine:
         """Run at most one decode: a held final's original-language pass, a pending final, or
         a due partial, in that order."""
         if self._held:
-            final, audio, offset = self._held.popleft()
-            return [self._with_original(final, audio, offset), *self._release()]
+            final, audio, offset = self._held[0]
+            done = self._with_original(final, audio, offset)  # a decode that raises keeps it
+            self._held.popleft()
+            return [done, *self._release()]
         req = self.policy.next_request()
         if req is None:
             return []

@@ -210,6 +210,10 @@ class StatusEvent(_JsonMixin):
     clients: int = 0
     # With several inputs: one {name, device_state, lag, dropped_frames} object per input.
     inputs: tuple[dict[str, Any], ...] = ()
+    # "running", or "degraded" while the ASR backend (the Ray pool) cannot decode; then
+    # asr_detail says why (captions resume, pending finals included, when it returns).
+    asr_state: str = "running"
+    asr_detail: str | None = None
     type: Literal["status"] = field(default="status", init=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,6 +222,9 @@ class StatusEvent(_JsonMixin):
                              "dropped_frames": self.dropped_frames, "clients": self.clients}
         if self.inputs:
             d["inputs"] = [dict(x) for x in self.inputs]
+        d["asr_state"] = self.asr_state
+        if self.asr_detail is not None:
+            d["asr_detail"] = self.asr_detail
         return d
 
 
@@ -277,6 +284,8 @@ def event_from_dict(d: dict[str, Any]) -> Event:
             dropped_frames=int(d["dropped_frames"]),
             clients=int(d.get("clients", 0)),
             inputs=tuple(dict(x) for x in d.get("inputs", ()) if isinstance(x, dict)),
+            asr_state=str(d.get("asr_state", "running")),
+            asr_detail=_opt_str(d, "asr_detail"),
         )
     if t == "error":
         return ErrorEvent(code=str(d["code"]), message=str(d["message"]))

@@ -62,6 +62,10 @@ class Metrics:
         self.dropped_frames = Counter(
             "streamcap_dropped_frames", "Audio frames dropped before decoding.", registry=r
         )
+        self.asr_degraded = Gauge(
+            "streamcap_asr_degraded",
+            "1 while the ASR backend (the Ray pool) cannot decode, else 0.", registry=r
+        )
         self.clients = Gauge(
             "streamcap_clients", "WebSocket clients connected now.", registry=r
         )
@@ -121,8 +125,11 @@ class Metrics:
         if seconds >= 0.0:
             self.caption_latency.labels(kind=kind).observe(seconds)
 
-    def observe_status(self, lag: float, rtf: float, dropped_frames: int) -> None:
+    def observe_status(
+        self, lag: float, rtf: float, dropped_frames: int, degraded: bool = False
+    ) -> None:
         """Take over the figures of a status event; ``dropped_frames`` is a running total."""
+        self.asr_degraded.set(1 if degraded else 0)
         self.lag.set(lag)
         self.rtf.set(rtf)
         if dropped_frames > self._dropped_seen:

@@ -8,6 +8,7 @@ deterministic ``feed()``.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -22,8 +23,11 @@ from .audio.decode import load_audio
 from .audio.reframe import Samples
 from .config import Config
 from .engine import CaptionEngine
+from .errors import BackendUnavailable, ConfigError
 from .events import SAMPLE_RATE, Event
-from .faults import faults_from_env, wrap_decoder
+from .faults import DecodeFaults, faults_from_env, wrap_decoder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,10 +49,46 @@ class RunResult:
 
 
 def make_decoder(cfg: Config) -> tuple[HypothesisSource, float]:
-    """Load the model; the decoder is wrapped when ``STREAMCAP_FAULT_*`` asks for faults."""
+    """Load the model; the decoder is wrapped when ``STREAMCAP_FAULT_*`` asks for faults.
+
+    With ``asr.backend: ray``: connect to the pool instead (:mod:`streamcap.pool`), with a
+    local model loaded too for ``asr.ray.on_outage: local``.
+    """
     faults = faults_from_env(os.environ)  # a bad value is an error before the model loads
+    if cfg.asr.backend == "ray":
+        return make_pool_decoder(cfg, faults)
     loaded = load_model(cfg.asr)
     return wrap_decoder(WhisperDecoder(loaded, cfg.asr), faults), loaded.load_seconds
+
+
+def make_pool_decoder(cfg: Config, faults: DecodeFaults) -> tuple[HypothesisSource, float]:
+    """The Ray pool's decoder wrapped for outages (see :mod:`streamcap.pool.outage`).
+
+    The pool must answer at startup, unless ``on_outage: local`` (then the daemon starts on
+    the local model, degraded, and moves to the pool when it answers).
+    """
+    try:
+        from .pool.client import RayDecoder
+        from .pool.outage import ResilientDecoder
+    except ImportError as exc:
+        raise ConfigError("asr.backend", f"'ray' needs Ray Serve: pip install 'streamcap[ray]' "
+                          f"({exc})") from None
+    ray_cfg = cfg.asr.ray
+    fallback: HypothesisSource | None = None
+    load_s = 0.0
+    if ray_cfg.on_outage == "local":
+        loaded = load_model(cfg.asr)
+        fallback, load_s = WhisperDecoder(loaded, cfg.asr), loaded.load_seconds
+    primary = RayDecoder(cfg.asr)
+    try:
+        primary.connect()
+    except BackendUnavailable as exc:
+        if fallback is None:
+            raise
+        log.warning("%s; starting on the local model (on_outage: local)", exc)
+        primary.assume_multilingual(fallback.multilingual)
+    wrapped = ResilientDecoder(wrap_decoder(primary, faults), ray_cfg, fallback=fallback)
+    return wrapped, load_s
 
 
 def run_audio(

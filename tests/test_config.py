@@ -30,9 +30,14 @@ def test_every_key_in_config_yaml_is_commented() -> None:
         if line.startswith("  ") and not line.strip().startswith("#"):
             keys += 1
             assert "#" in line, line
-    sections = [getattr(Config(), f.name) for f in dataclasses.fields(Config)]
-    assert keys == sum(len(dataclasses.fields(s)) for s in sections
-                       if dataclasses.is_dataclass(s))
+    assert keys == _count_keys(Config()) - len(vars(Config()))
+
+
+def _count_keys(node: Any) -> int:
+    """Keys of a config tree, sections included (a section is one key plus its own)."""
+
+    return sum(1 + (_count_keys(v) if dataclasses.is_dataclass(v) else 0)
+               for v in vars(node).values())
 
 
 def test_empty_file_and_none_give_defaults(tmp_path: Path) -> None:
@@ -49,6 +54,17 @@ def test_values_are_loaded_and_typed(tmp_path: Path) -> None:
     cfg = load(p)
     assert cfg.vad.end_silence_s == 1.0 and isinstance(cfg.vad.end_silence_s, float)
     assert cfg.asr.languages == ("en", "de")
+
+
+def test_ray_backend_block_is_typed(tmp_path: Path) -> None:
+    """``asr.backend: ray`` and the nested ``asr.ray`` block load into typed values."""
+    p = tmp_path / "c.yaml"
+    p.write_text("asr:\n  backend: ray\n  ray:\n    address: ray://pool:10001\n"
+                 "    request_timeout_s: 2\n    on_outage: local\n")
+    cfg = load(p)
+    assert cfg.asr.backend == "ray" and cfg.asr.ray.address == "ray://pool:10001"
+    assert cfg.asr.ray.request_timeout_s == 2.0 and cfg.asr.ray.on_outage == "local"
+    assert Config().asr.backend == "local"
 
 
 @pytest.mark.parametrize(
@@ -73,6 +89,15 @@ def test_values_are_loaded_and_typed(tmp_path: Path) -> None:
         ({"asr": {"model": "base", "language": "xx"}}, "asr.language", "unknown language"),
         ({"asr": {"model": "base", "languages": ["en", "zz"]}}, "asr.languages[1]", "unknown"),
         ({"audio": {"device": 1.5}}, "audio.device", "expected"),
+        ({"asr": {"backend": "grpc"}}, "asr.backend", "expected one of 'local', 'ray'"),
+        ({"asr": {"ray": {"adress": "auto"}}}, "asr.ray.adress", "unknown key"),
+        ({"asr": {"ray": "auto"}}, "asr.ray", "expected a mapping"),
+        ({"asr": {"ray": {"on_outage": "drop"}}}, "asr.ray.on_outage", "expected one of"),
+        ({"asr": {"ray": {"app": "my app/../x"}}}, "asr.ray.app", "letters, digits"),
+        ({"asr": {"ray": {"retry_backoff_s": 9.0, "retry_backoff_max_s": 1.0}}},
+         "asr.ray.retry_backoff_s", "must not exceed"),
+        ({"asr": {"backend": "ray", "ray": {"request_timeout_s": 12.0}}},
+         "asr.ray.request_timeout_s", "below audio.queue_seconds"),
         ({"output": {"min_cue_s": 8.0}}, "output.min_cue_s", "must not exceed"),
         ({"vad": {"max_utterance_s": 20.0, "buffer_s": 10.0}}, "vad.max_utterance_s", "exceed"),
         ({"asr": {"model": "  "}}, "asr.model", "must not be empty"),
@@ -148,8 +173,11 @@ def test_cli_config_command_still_runs_the_model_check(
 @pytest.mark.parametrize(("path", "ok", "message"), _RULES, ids=[r[0] for r in _RULES])
 def test_every_range_rule_rejects_out_of_range(path: str, ok: Any, message: str) -> None:
     """Every range rule has a value it refuses, and the error names that rule's key."""
-    section, key = path.split(".")
-    default = getattr(getattr(Config(), section), key)
+    *sections, key = path.split(".")
+    node: Any = Config()
+    for section in sections:
+        node = getattr(node, section)
+    default = getattr(node, key)
     candidates: list[Any]
     if isinstance(default, str) or default is None:
         candidates = ["", " ", "toolonglanguage", "12"]
@@ -158,8 +186,11 @@ def test_every_range_rule_rejects_out_of_range(path: str, ok: Any, message: str)
     else:
         candidates = [-(10**9), 10**9, -1]
     bad = next(c for c in candidates if not ok(c))
+    data: dict[str, Any] = {key: bad}
+    for section in reversed(sections):
+        data = {section: data}
     with pytest.raises(ConfigError) as info:
-        from_dict({section: {key: bad}})
+        from_dict(data)
     assert info.value.path == path
 
 

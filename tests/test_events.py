@@ -26,6 +26,8 @@ EVENTS: list[Event] = [
     FinalCaption(4, "客観的実在", (Word("客観", 1.0, 1.5),), 1.0, 1.5, "ja"),
     VadEvent("speech_start", 8.0, 3),
     StatusEvent(lag=0.2, rtf=0.31, device_state="running", dropped_frames=0, clients=2),
+    StatusEvent(lag=3.2, rtf=0.0, device_state="running", dropped_frames=0,
+                asr_state="degraded", asr_detail="ASR pool unavailable for 4 s"),
     ErrorEvent("device_lost", "capture device went away"),
 ]
 

@@ -24,7 +24,7 @@ def test_render_is_parseable_prometheus_text_with_every_collector() -> None:
                  "streamcap_clients", "streamcap_client_queue_depth_max",
                  "streamcap_client_queue_depth_total", "streamcap_messages_sent_total",
                  "streamcap_messages_dropped_total", "streamcap_client_disconnects_total",
-                 "streamcap_events_published_total"]:
+                 "streamcap_events_published_total", "streamcap_asr_degraded"]:
         assert f"# TYPE {name.removesuffix('_total')}" in text, name
     assert list(text_string_to_metric_families(text))
     assert CONTENT_TYPE.startswith("text/plain")
@@ -56,6 +56,16 @@ def test_status_figures_and_dropped_frames_running_total() -> None:
     m.observe_status(lag=0, rtf=0, dropped_frames=0)
     m.observe_status(lag=0, rtf=0, dropped_frames=-4)  # hostile: a negative total
     assert samples(m)[("streamcap_dropped_frames_total", ())] == 13
+
+
+def test_asr_degraded_gauge_follows_status() -> None:
+    """``streamcap_asr_degraded`` is 1 while a status says the ASR backend is away, else 0."""
+    m = Metrics()
+    assert samples(m)[("streamcap_asr_degraded", ())] == 0
+    m.observe_status(lag=2.0, rtf=0.0, dropped_frames=0, degraded=True)
+    assert samples(m)[("streamcap_asr_degraded", ())] == 1
+    m.observe_status(lag=0.1, rtf=0.2, dropped_frames=0)
+    assert samples(m)[("streamcap_asr_degraded", ())] == 0
 
 
 def test_latency_histograms_skip_negative_values() -> None:

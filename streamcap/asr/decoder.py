@@ -95,6 +95,43 @@ class HypothesisSource(Protocol):
     def decode_seconds(self) -> float: ...
 
 
+@dataclass(frozen=True)
+class DecodePlan:
+    """What one generation pass needs: tokenizer, prompt (ending with the forced prefix),
+    the forced prefix's tokens, the length limit and the beam."""
+
+    tok: Any
+    language: str
+    language_probability: float
+    prompt: list[int]
+    prefix_tokens: list[int]
+    max_length: int
+    beam: int
+
+    @property
+    def sot_position(self) -> int:
+        """Where ``<|startoftranscript|>`` is in the prompt (after the earlier-text prompt)."""
+        return self.prompt.index(self.tok.sot) if self.tok.sot in self.prompt else 0
+
+    @property
+    def result_cap(self) -> int:
+        """The most tokens (forced prefix included) a result of this pass may hold."""
+        return self.max_length - len(self.prompt)
+
+    def generate_options(self, max_length: int | None = None) -> dict[str, Any]:
+        """The keyword arguments of ``ctranslate2.models.Whisper.generate`` for this pass."""
+        return dict(
+            beam_size=self.beam,
+            patience=1.0,
+            length_penalty=1.0,
+            max_length=self.max_length if max_length is None else max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=False,
+            suppress_tokens=[-1],
+        )
+
+
 def compression_ratio(text: str) -> float:
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
@@ -137,9 +174,9 @@ class WhisperDecoder:
             self._tokenizers[key] = tok
         return tok
 
-    def _features(self, audio: Samples, full: bool) -> tuple[Any, int]:
-        import ctranslate2
-
+    def mel(self, audio: Samples, full: bool) -> tuple[np.ndarray, int]:
+        """The encoder input of ``audio``: log-mel features of shape (1, 80, frames), padded to
+        whole seconds (the shape bucket), and the number of frames that hold audio."""
         # Pad the *waveform* with digital silence (as Whisper was trained), not the features.
         n = min(len(audio) // 160, MAX_FRAMES)
         total = MAX_FRAMES if full else min(MAX_FRAMES, n + SHORT_PAD_FRAMES)
@@ -148,9 +185,17 @@ class WhisperDecoder:
         total = min(MAX_FRAMES, -(-total // BUCKET_FRAMES) * BUCKET_FRAMES)
         pad = max(160, total * 160 - len(audio) + 160)
         feats = self._fe(audio[: MAX_FRAMES * 160], padding=pad)[:, :total]
-        arr = np.ascontiguousarray(feats[None], dtype=np.float32)
-        enc = self._ct2.encode(ctranslate2.StorageView.from_array(arr), to_cpu=False)
-        return enc, n
+        return np.ascontiguousarray(feats[None], dtype=np.float32), n
+
+    def encode(self, mel: np.ndarray, to_cpu: bool = False) -> Any:
+        """Run the encoder on a batch of features (B, 80, frames) of one shape."""
+        import ctranslate2
+
+        return self._ct2.encode(ctranslate2.StorageView.from_array(mel), to_cpu=to_cpu)
+
+    def _features(self, audio: Samples, full: bool) -> tuple[Any, int]:
+        arr, n = self.mel(audio, full)
+        return self.encode(arr), n
 
     def detect_language(self, audio: Samples) -> tuple[str, float]:
         if not self.multilingual:
@@ -180,14 +225,29 @@ class WhisperDecoder:
             self.passes += 1
             self.decode_seconds += time.monotonic() - t0
 
+    def full_context(self, req: DecodeRequest, cfg: AsrConfig | None = None) -> bool:
+        """Whether ``req`` is encoded with the full 30 s context (else short); ``cfg``: the
+        decoding settings to use instead of this decoder's (a pool serves many daemons)."""
+        c = cfg or self.cfg
+        return (c.final_context if req.final else c.partial_context) == "full"
+
     def _decode(self, req: DecodeRequest) -> Hypothesis:
-        from faster_whisper.transcribe import merge_punctuations
+        enc, n_frames = self._features(req.audio, self.full_context(req))
+        plan = self.plan(req, enc)
+        if isinstance(plan, Hypothesis):
+            return plan
+        result = self._ct2.generate(enc, [plan.prompt], **plan.generate_options())[0]
+        return self.finish(req, plan, result, enc, n_frames)
 
-        duration = len(req.audio) / SAMPLE_RATE
-        audio_end = req.offset + duration
-        full = (self.cfg.final_context if req.final else self.cfg.partial_context) == "full"
-        enc, n_frames = self._features(req.audio, full)
-
+    def plan(
+        self, req: DecodeRequest, enc: Any, cfg: AsrConfig | None = None
+    ) -> DecodePlan | Hypothesis:
+        """The prompt and limits of one pass over the encoder output ``enc`` (a Hypothesis
+        without words instead when language detection is not sure enough); ``cfg`` as in
+        :meth:`full_context`."""
+        c = cfg or self.cfg
+        audio_end = req.offset + len(req.audio) / SAMPLE_RATE
+        full = self.full_context(req, c)
         language = req.language or "en"
         lang_prob = 1.0
         if self.multilingual and req.language is None:
@@ -202,7 +262,7 @@ class WhisperDecoder:
         tok = self._tokenizer(language, req.task)
 
         prompt: list[int] = []
-        ctx_parts = [p for p in (self.cfg.hotwords, self.cfg.initial_prompt, req.context) if p]
+        ctx_parts = [p for p in (c.hotwords, c.initial_prompt, req.context) if p]
         if ctx_parts:
             ctx_tokens = tok.encode(" " + " ".join(s.strip() for s in ctx_parts))
             prompt = [tok.sot_prev, *ctx_tokens[-(MAX_PROMPT_TOKENS - 1) :]]
@@ -222,19 +282,18 @@ class WhisperDecoder:
         max_new = int(MIN_NEW_TOKENS + rate * max(0.0, fresh))
         # CTranslate2 counts the forced prefix twice against max_length (prompt and result).
         max_length = min(TEXT_CONTEXT_TOKENS, len(prompt) + len(prefix_tokens) + max_new)
-        beam = self.cfg.beam_size if req.final else self.cfg.partial_beam_size
-        result = self._ct2.generate(
-            enc,
-            [prompt],
-            beam_size=beam,
-            patience=1.0,
-            length_penalty=1.0,
-            max_length=max_length,
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=False,
-            suppress_tokens=[-1],
-        )[0]
+        beam = c.beam_size if req.final else c.partial_beam_size
+        return DecodePlan(tok, language, lang_prob, prompt, prefix_tokens, max_length, beam)
+
+    def finish(
+        self, req: DecodeRequest, plan: DecodePlan, result: Any, enc: Any, n_frames: int
+    ) -> Hypothesis:
+        """Turn a generation ``result`` for ``plan`` into words with timings (aligned on
+        ``enc``, this request's own encoder output)."""
+        from faster_whisper.transcribe import merge_punctuations
+
+        audio_end = req.offset + len(req.audio) / SAMPLE_RATE
+        tok, prefix_tokens = plan.tok, plan.prefix_tokens
         tokens = [t for t in result.sequences_ids[0] if t < tok.eot]
         # CTranslate2 returns the forced prefix as part of the sequence: keep the new tokens.
         if prefix_tokens and tokens[: len(prefix_tokens)] == prefix_tokens:
@@ -278,7 +337,7 @@ class WhisperDecoder:
             no_speech_prob=float(result.no_speech_prob),
             avg_logprob=avg_logprob,
             compression_ratio=ratio,
-            language=language,
-            language_probability=lang_prob,
+            language=plan.language,
+            language_probability=plan.language_probability,
             audio_end=audio_end,
         )

@@ -155,7 +155,7 @@ class CaptionServer:
         cfg: ServerConfig,
         session: Session,
         hello: HelloInfo,
-        health: Callable[[], bool] = lambda: True,
+        health: Callable[[], bool | str] = lambda: True,
         registry: CollectorRegistry | None = None,
         *,
         ping_interval: float | None = 20.0,
@@ -302,7 +302,8 @@ class CaptionServer:
         m = self.metrics
         if isinstance(event, StatusEvent):
             event = dataclasses.replace(event, clients=len(self._clients))
-            m.observe_status(event.lag, event.rtf, event.dropped_frames)
+            m.observe_status(event.lag, event.rtf, event.dropped_frames,
+                             event.asr_state == "degraded")
             m.observe_inputs(event.inputs)
         elif isinstance(event, (PartialCaption, FinalCaption)):
             m.observe_caption_latency(event.type, now - (self.session.epoch + event.end))
@@ -401,9 +402,11 @@ class CaptionServer:
             return self._text(exc.status, exc.message)
         if checked.route == "/healthz":
             try:
-                ok = bool(self._health())
+                ok = self._health()
             except Exception as exc:  # a broken probe is an unhealthy daemon, not a crash
                 return self._text(503, f"unhealthy: health check failed: {exc}")
+            if isinstance(ok, str):  # alive but degraded (e.g. the ASR pool is away)
+                return self._text(200, ok)
             return self._text(200, "ok") if ok else self._text(503, "unhealthy")
         if checked.route == "/metrics":
             self.metrics.set_queue_depths([len(c.queue) for c in self._clients])

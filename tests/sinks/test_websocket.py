@@ -186,12 +186,12 @@ def test_origin_check_refuses_foreign_pages() -> None:
 def test_http_routes() -> None:
     """/healthz follows the health probe, /metrics is Prometheus text, /overlay is a locked-down
     HTML page, and unknown paths or bad queries get one-line errors."""
-    healthy: list[bool | None] = [True]
+    healthy: list[bool | str | None] = [True]
 
-    def probe() -> bool:
+    def probe() -> bool | str:
         if healthy[0] is None:
             raise RuntimeError("probe exploded")
-        return bool(healthy[0])
+        return healthy[0]
 
     async def main() -> None:
         server = make_server(health=probe)
@@ -200,6 +200,9 @@ def test_http_routes() -> None:
         try:
             status, _, body = await http_get(port, "/healthz")
             assert (status, body) == (200, b"ok\n")
+            healthy[0] = "degraded: ASR pool unavailable for 3 s"  # alive, captions held
+            status, _, body = await http_get(port, "/healthz")
+            assert (status, body) == (200, b"degraded: ASR pool unavailable for 3 s\n")
             healthy[0] = False
             assert (await http_get(port, "/healthz"))[0] == 503
             healthy[0] = None
