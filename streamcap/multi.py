@@ -104,7 +104,9 @@ class MultiEngine:
         partial = engine.final_due is None
         events = engine.step()  # may raise (e.g. BackendUnavailable): nothing moved on then
         self._decoded_at[i] = engine.samples_in
-        if partial:
+        if partial and any(isinstance(e, PartialCaption) for e in events):
+            # A partial came out: this input's words up to here are known (a speculative
+            # final pass during a pause, or a pass that showed nothing, tells nothing yet).
             self._partial_at[i] = engine.samples_in
         self.steps[i] += 1
         self.last_lane = i

@@ -116,3 +116,27 @@ def test_silence_on_every_input_gives_no_captions() -> None:
     events = m.feed([silence(3.0), silence(3.0)])
     assert not [e for e in events if isinstance(e, (PartialCaption, FinalCaption))]
     assert not a.requests and not b.requests
+
+
+def test_a_speculative_pass_of_the_reference_does_not_release_a_held_echo_final() -> None:
+    """A busy worker takes the speakers' speech and its pause in one piece, so the only pass
+    there is the speculative final pass, which shows nothing: the microphone's echo final keeps
+    waiting for the speakers' final and is then suppressed (it used to be judged against no
+    reference words at all and leak through)."""
+    from streamcap.echo import EchoFilter
+
+    mic, ref = SlowSource(word=" hello"), SlowSource(word=" hello")
+    m = MultiEngine([Lane("You", CaptionEngine(from_dict({}), mic)),
+                     Lane("Others", CaptionEngine(from_dict({}), ref))],
+                    echo=EchoFilter({0: 1}, 2))
+    out = m.push(0, np.concatenate([voiced(1.0), silence(1.0)]))  # ended: its final waits
+    out += m.push(1, np.concatenate([voiced(1.0), silence(0.45)]))  # paused, not yet ended
+    while m.due:
+        out += m.step()
+    assert any(r.speculative for r in ref.requests)
+    assert not [e for e in out if isinstance(e, FinalCaption)]  # the mic's final is held
+    out += m.push(1, silence(1.0))
+    while m.due:
+        out += m.step()
+    assert [(e.source, e.text) for e in out if isinstance(e, FinalCaption)] == [
+        ("Others", "hello")]
