@@ -406,7 +406,8 @@ def _parse_query(query: str, cfg: ServerConfig) -> tuple[ClientParams, str | Non
     return params, seen.get("token")
 
 
-def _check_token(cfg: ServerConfig, authorization: str | None, query_token: str | None) -> None:
+def check_token(cfg: ServerConfig, authorization: str | None, query_token: str | None) -> None:
+    """Refuse (401) a request without ``server.token`` when one is set."""
     if cfg.token is None:
         return
     given: str | None = None
@@ -421,6 +422,47 @@ def _check_token(cfg: ServerConfig, authorization: str | None, query_token: str 
         raise RequestRejected(401, "missing token (send 'Authorization: Bearer TOKEN' or ?token=)")
     if not hmac.compare_digest(given.encode("utf-8", "replace"), cfg.token.encode("utf-8")):
         raise RequestRejected(401, "wrong token")
+
+
+def check_host(host: str | None, cfg: ServerConfig, local_names: Iterable[str] = ()) -> str:
+    """The validated ``host[:port]`` of a request's ``Host`` header (see :func:`check_request`);
+    raises :class:`RequestRejected`."""
+    if host is None or not host.strip():
+        raise RequestRejected(400, "missing Host header")
+    host = host.strip().lower()
+    try:
+        name, port = _split_host(host)
+    except ValueError:
+        raise RequestRejected(400, f"malformed Host header {host[:60]!r}") from None
+    is_ip = name.startswith("[")
+    if not is_ip:
+        try:
+            ipaddress.IPv4Address(name)
+            is_ip = True
+        except ValueError:
+            is_ip = False
+    if not is_ip and not (
+        _HOSTNAME_RE.fullmatch(name) and name in _allowed_host_names(cfg, local_names)
+    ):
+        raise RequestRejected(
+            403,
+            f"Host {host[:60]!r} is not a name of this server (DNS rebinding?); "
+            "list the page origin in server.allowed_origins",
+        )
+    return f"{name}:{port}" if port else name
+
+
+def check_origin(origin: str, clean_host: str, cfg: ServerConfig) -> None:
+    """Admit an ``Origin`` only from this server's own pages or ``server.allowed_origins``."""
+    o = _norm_origin(origin)
+    own = {f"http://{clean_host}", f"https://{clean_host}"}
+    allowed = {_norm_origin(a) for a in cfg.allowed_origins}
+    if o not in own and o not in allowed:
+        raise RequestRejected(
+            403,
+            f"Origin {origin[:80]!r} is not allowed (only this server's /overlay and "
+            "server.allowed_origins)",
+        )
 
 
 def check_request(
@@ -451,43 +493,13 @@ def check_request(
         raise RequestRejected(
             404, f"no such path {route[:60]!r} (try / /healthz /metrics /overlay)"
         )
-    if host is None or not host.strip():
-        raise RequestRejected(400, "missing Host header")
-    host = host.strip().lower()
-    try:
-        name, port = _split_host(host)
-    except ValueError:
-        raise RequestRejected(400, f"malformed Host header {host[:60]!r}") from None
-    is_ip = name.startswith("[")
-    if not is_ip:
-        try:
-            ipaddress.IPv4Address(name)
-            is_ip = True
-        except ValueError:
-            is_ip = False
-    if not is_ip and not (
-        _HOSTNAME_RE.fullmatch(name) and name in _allowed_host_names(cfg, local_names)
-    ):
-        raise RequestRejected(
-            403,
-            f"Host {host[:60]!r} is not a name of this server (DNS rebinding?); "
-            "list the page origin in server.allowed_origins",
-        )
-    clean_host = f"{name}:{port}" if port else name
+    clean_host = check_host(host, cfg, local_names)
     if route in ("/healthz", "/overlay"):
         return Checked(route, clean_host)
     params, query_token = _parse_query(parts.query, cfg)
     if route == "/" and origin is not None:
-        o = _norm_origin(origin)
-        own = {f"http://{clean_host}", f"https://{clean_host}"}
-        allowed = {_norm_origin(a) for a in cfg.allowed_origins}
-        if o not in own and o not in allowed:
-            raise RequestRejected(
-                403,
-                f"Origin {origin[:80]!r} is not allowed (only this server's /overlay and "
-                "server.allowed_origins)",
-            )
-    _check_token(cfg, authorization, query_token)
+        check_origin(origin, clean_host, cfg)
+    check_token(cfg, authorization, query_token)
     if route == "/metrics":
         return Checked(route, clean_host)
     return Checked(route, clean_host, params)
