@@ -140,6 +140,10 @@ class MultipartForm:
         """The parts, once the whole body was fed; raises :class:`ApiError` if it was cut."""
         if self._error is not None:
             raise self._error
+        try:
+            self._parser.finalize()
+        except Exception as exc:
+            raise ApiError(400, f"malformed multipart body: {exc}") from None
         if not self._ended:
             raise ApiError(400, "malformed multipart body: it ends before its closing boundary")
         return list(self._parts)

@@ -73,10 +73,23 @@ class HttpExchange:
         return [v.decode("latin-1") for k, v in self.head.headers if k == key]
 
     def receive(self, data: bytes) -> None:
+        """Take bytes from the socket (``b""`` at the end of input)."""
         if not data:
             self.eof = True
         self.conn.receive_data(data)
-        while True:
+        self._pump()
+
+    def attach(self, consumer: Callable[[bytes], None] | None) -> None:
+        """Start reading the body into ``consumer`` (None: drop it). Until then, body bytes
+        wait in h11's buffer (the head is checked before the body is read)."""
+        self.consumer = consumer if consumer is not None else self._drop
+        self._pump()
+
+    def _drop(self, data: bytes) -> None:
+        self.dropped += len(data)
+
+    def _pump(self) -> None:
+        while self.head is None or self.consumer is not None:
             try:
                 event = self.conn.next_event()
             except h11.RemoteProtocolError as exc:
@@ -321,8 +334,8 @@ class ApiConnection(ServerConnection):
                                param="file", code="file_too_large")
             form.feed(data)
 
-        ex.consumer = feed
         self.transport.write(ex.continue_100())
+        ex.attach(feed)
         ok = await self._until(lambda: ex.complete or ex.error is not None or ex.eof,
                                BODY_IDLE_S)
         if not ok:
@@ -350,6 +363,8 @@ class ApiConnection(ServerConnection):
 
     async def _finish(self, ex: HttpExchange) -> None:
         """Drop what is left of the body for a while, then close once the answer is sent."""
+        if ex.consumer is None:
+            ex.attach(None)
         if not ex.complete and not ex.eof:
             cap = 2 * self.api.max_upload_bytes + FORM_OVERHEAD
             with contextlib.suppress(TimeoutError):
