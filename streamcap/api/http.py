@@ -110,6 +110,7 @@ class HttpExchange:
                     self.consumer(bytes(event.data))
                 except ApiError as exc:
                     self.error = exc
+                    self.dropped += len(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 self.complete = True
             elif isinstance(event, h11.ConnectionClosed):
