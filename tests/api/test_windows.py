@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from support.clips import AUDIO, need
@@ -29,7 +31,7 @@ def test_a_reading_is_covered_by_windows_of_at_most_28_s() -> None:
     spans = speech_spans(audio, VAD)
     assert len(spans) >= 5
     assert all(0 <= a.start < a.end <= len(audio) for a in spans)
-    assert all(a.end <= b.start for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(spans))
     windows = pack(spans)
     assert 2 <= len(windows) <= 4
     assert all(w.span.seconds <= MAX_WINDOW_S for w in windows)
@@ -50,7 +52,7 @@ def test_a_span_longer_than_a_window_is_cut_into_equal_pieces() -> None:
     assert len(windows) == 3
     pieces = [w.span for w in windows]
     assert pieces[0].start == 0 and pieces[-1].end == 70 * SR
-    assert all(a.end == b.start for a, b in zip(pieces, pieces[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(pieces))
     assert all(abs(p.seconds - 70 / 3) < 0.01 for p in pieces)
 
 
