@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from ..asr.decoder import DecodeRequest, HypothesisSource
@@ -34,11 +35,13 @@ class TranscriptionJob:
         *,
         language: str | None,
         prompt: str = "",
+        on_step: Callable[[], None] | None = None,
     ) -> None:
         self.audio = audio
         self.decoder = decoder
         self.language = language if language or decoder.multilingual else "en"
         self.prompt = prompt
+        self.on_step = on_step
         self.future: Future[Transcript] = Future()
         self.builder = TranscriptBuilder(windows, len(audio) / SAMPLE_RATE)
         self.decode_seconds = 0.0
@@ -76,6 +79,8 @@ class TranscriptionJob:
             language=self.language,
         ))
         self.decode_seconds += time.monotonic() - t0
+        if self.on_step is not None:
+            self.on_step()
         b.add(hyp)
         if self.language is None:
             self.language = hyp.language

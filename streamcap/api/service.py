@@ -28,6 +28,7 @@ from ..sinks.ws_protocol import RequestRejected, check_host, check_origin, check
 from .job import JobCancelled, TranscriptionJob
 from .render import render
 from .request import MODEL_ALIAS, ApiError, ApiResponse, TranscriptionRequest, models_body
+from .transcript import Transcript
 from .windows import Window, plan_windows
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ log = logging.getLogger("streamcap.api")
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 MODELS = "/v1/models"
 API_ROUTES = {TRANSCRIPTIONS: "POST", MODELS: "GET"}
+# Jobs run only while live captioning is idle: on a machine too slow for live captions they
+# would wait forever. No decode of any transcription for this long answers 503.
+STARVED_S = 60.0
 
 
 def decoder_of(worker: EngineWorker) -> HypothesisSource:
@@ -105,6 +109,8 @@ class ApiService:
         self._created = int(time.time())
         self._active: dict[int, Slot] = {}
         self._closing = False
+        self._progress = time.monotonic()  # the last decode of any transcription
+        self.starved_s = STARVED_S
 
     @property
     def max_upload_bytes(self) -> int:
@@ -195,13 +201,13 @@ class ApiService:
         t0 = time.monotonic()
         audio, windows = await asyncio.to_thread(prepare, req.audio, req.filename, self.vad)
         job = TranscriptionJob(audio, windows, decoder, language=req.language,
-                               prompt=req.prompt)
+                               prompt=req.prompt, on_step=self._stepped)
         slot.job = job
         if slot.released or self._closing:
             job.cancel()
         worker.submit_job(job)
         try:
-            transcript = await asyncio.wrap_future(job.future)
+            transcript = await self._wait(job, time.monotonic())
         except JobCancelled:
             raise ApiError(503, "the transcription was cancelled (server shutting down)",
                            type="server_error", code="unavailable") from None
@@ -222,6 +228,22 @@ class ApiService:
             ("X-Streamcap-Audio-Seconds", f"{dur:.3f}"),
             ("X-Streamcap-Decode-Seconds", f"{transcript.decode_seconds:.3f}"),
         ))
+
+    def _stepped(self) -> None:  # on the worker thread; a float store is atomic
+        self._progress = time.monotonic()
+
+    async def _wait(self, job: TranscriptionJob, submitted: float) -> Transcript:
+        fut = asyncio.wrap_future(job.future)
+        while True:
+            done, _ = await asyncio.wait([fut], timeout=1.0)
+            if done:
+                return fut.result()
+            idle = time.monotonic() - max(self._progress, submitted)
+            if idle > self.starved_s:
+                job.cancel("starved")
+                raise ApiError(503, f"the model is kept busy by live captions (no transcription "
+                               f"progress for {self.starved_s:g} s); retry later",
+                               type="server_error", code="unavailable")
 
     def shutdown(self) -> None:
         """Refuse new transcriptions and cancel those under way (their clients get 503)."""
