@@ -35,7 +35,8 @@ log = logging.getLogger("streamcap.api")
 
 MAX_HEAD_BYTES = 16 * 1024
 BODY_IDLE_S = 60.0  # an upload that stalls this long is dropped
-LINGER_S = 5.0  # reading (and dropping) the rest of a refused upload
+LINGER_S = 10.0  # reading (and dropping) the rest of a refused upload, at most this long
+LINGER_BYTES = 64 * 1024 * 1024  # ... and at most this much beyond twice the upload cap
 FLUSH_S = 30.0  # waiting for a slow client to take the response
 FORM_OVERHEAD = 1024 * 1024  # the body may exceed the file cap by this much (fields, framing)
 
@@ -287,9 +288,10 @@ class ApiConnection(ServerConnection):
                 raise ex.error or ApiError(400, "incomplete HTTP request")
             method = ex.head.method.decode("ascii", "replace")
             target = ex.head.target.decode("ascii", "replace")
-            if not is_api_path(target):
-                raise ApiError(405, f"method {method[:20]!r} not allowed here (only GET; "
-                               f"the API is POST {TRANSCRIPTIONS})", code="method_not_allowed")
+            if not is_api_path(target):  # the caption routes answer as before: plain text
+                resp = ApiResponse(405, f"method {method[:20]!r} not allowed (only GET)\n"
+                                   .encode(), "text/plain; charset=utf-8")
+                return await self._send(ex, method, target, resp)
             route = self.api.check(method, target, host=ex.header("Host"),
                                    origin=ex.header("Origin"),
                                    authorization=ex.header("Authorization"))
@@ -301,6 +303,10 @@ class ApiConnection(ServerConnection):
         except TimeoutError:
             resp = ApiError(408, f"the upload stalled for over {BODY_IDLE_S:g} s",
                             code="timeout").response()
+        await self._send(ex, method, target, resp)
+
+    async def _send(self, ex: HttpExchange, method: str, target: str, resp: ApiResponse
+                    ) -> None:
         if self._lost:
             log.info("api %s %s: the client went away", method, target[:60])
             return
@@ -367,7 +373,7 @@ class ApiConnection(ServerConnection):
         if ex.consumer is None:
             ex.attach(None)
         if not ex.complete and not ex.eof:
-            cap = 2 * self.api.max_upload_bytes + FORM_OVERHEAD
+            cap = 2 * self.api.max_upload_bytes + LINGER_BYTES
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(LINGER_S):
                     await self._until(lambda: ex.complete or ex.eof or ex.received > cap)
