@@ -245,6 +245,10 @@ class ApiService:
                                f"progress for {self.starved_s:g} s); retry later",
                                type="server_error", code="unavailable")
 
+    def reopen(self) -> None:
+        """Admit transcriptions again (the server was started again after a stop)."""
+        self._closing = False
+
     def shutdown(self) -> None:
         """Refuse new transcriptions and cancel those under way (their clients get 503)."""
         self._closing = True

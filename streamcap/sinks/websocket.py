@@ -210,6 +210,7 @@ class CaptionServer:
         if self.api is not None:
             from ..api.http import connection_class
 
+            self.api.reopen()
             # The API's connections apply open_timeout themselves (not to a transcription).
             extra = {"open_timeout": None, "create_connection": connection_class(
                 self.api, self._open_timeout, server_header)}

@@ -23,7 +23,8 @@ def test_only_v1_paths_belong_to_the_api() -> None:
 
 
 def test_admission_is_bounded_and_released() -> None:
-    """Up to server.api_jobs transcriptions at once; the next gets 429, a release frees one."""
+    """Up to server.api_jobs transcriptions at once; the next gets 429, a release frees one;
+    a stopping server refuses with 503 until it is started again."""
     api = service()
     a, _ = api.admit(), api.admit()
     with pytest.raises(ApiError) as err:
@@ -36,6 +37,8 @@ def test_admission_is_bounded_and_released() -> None:
     with pytest.raises(ApiError) as err:
         api.admit()
     assert err.value.status == 503
+    api.reopen()
+    api.release(api.admit())
 
 
 CHECKS = [
