@@ -292,6 +292,10 @@ class ApiConnection(ServerConnection):
                 resp = ApiResponse(405, f"method {method[:20]!r} not allowed (only GET)\n"
                                    .encode(), "text/plain; charset=utf-8")
                 return await self._send(ex, method, target, resp)
+            for name in ("Host", "Origin", "Authorization"):
+                n = len(ex.headers_named(name))
+                if n > 1:
+                    raise ApiError(400, f"{name} header given {n} times")
             route = self.api.check(method, target, host=ex.header("Host"),
                                    origin=ex.header("Origin"),
                                    authorization=ex.header("Authorization"))
