@@ -85,7 +85,7 @@ def test_get_and_other_methods_share_the_port_with_websocket_clients() -> None:
 
 
 def test_bad_requests_get_the_error_shape() -> None:
-    """Wrong token, foreign or doubled Host, not multipart, no file, malformed HTTP: each
+    """Wrong token, foreign or doubled Host, doubled token, not multipart, no file, malformed HTTP: each
     its status."""
 
     async def main() -> None:
@@ -103,9 +103,12 @@ def test_bad_requests_get_the_error_shape() -> None:
             assert status == 400 and error(body)["param"] == "file"
             status, _, body = await post(port, form({}, b"RIFF"), {**ok, "Host": "evil.example"})
             assert status == 403
+            status, _, body = await post(port, form({}, b"RIFF"), {
+                "Authorization": "Bearer x\r\nAuthorization: Bearer t0k"})
+            assert status == 400 and error(body)["message"] == "Authorization header given 2 times"
             status, _, body = await post(port, form({}, b"RIFF"),
                                          {**ok, "Host": "127.0.0.1\r\nHost: evil.example"})
-            assert status == 400 and error(body)["message"] == "Host header given 2 times"
+            assert status == 400 and "multiple Host" in str(error(body)["message"])
             status, _, body = await http_get(
                 port, "", raw=b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\n"
                 b"Content-Length: nope\r\n\r\n")
