@@ -85,8 +85,8 @@ def test_get_and_other_methods_share_the_port_with_websocket_clients() -> None:
 
 
 def test_bad_requests_get_the_error_shape() -> None:
-    """Wrong token, foreign or doubled Host, doubled token, not multipart, no file, malformed HTTP: each
-    its status."""
+    """Wrong token, foreign or doubled Host, doubled token, not multipart, no file,
+    malformed HTTP: each its status."""
 
     async def main() -> None:
         server = make_server(token="t0k")
