@@ -224,18 +224,18 @@ class ApiConnection(ServerConnection):
         if not self._decided.done():
             self._decided.set_result(None)
 
-    # asyncio's Protocol.eof_received returns bool | None; websockets narrows it to None
-    def eof_received(self) -> bool | None:  # type: ignore[override]
+    def eof_received(self) -> None:
         if self._mode == "http":
             assert self._exchange is not None
             self._exchange.receive(b"")
             self._wake.set()
-            return True  # keep the transport open to answer
+            # A client that shuts down its side has gone away (as uvicorn takes it): the
+            # transport closes, connection_lost follows and cancels the transcription.
+            return
         if self._mode is None and self._first:
             self._mode = "ws"
             super().data_received(self._first)
         super().eof_received()
-        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -234,16 +234,22 @@ class ApiService:
 
     async def _wait(self, job: TranscriptionJob, submitted: float) -> Transcript:
         fut = asyncio.wrap_future(job.future)
-        while True:
-            done, _ = await asyncio.wait([fut], timeout=1.0)
-            if done:
-                return fut.result()
-            idle = time.monotonic() - max(self._progress, submitted)
-            if idle > self.starved_s:
-                job.cancel("starved")
-                raise ApiError(503, f"the model is kept busy by live captions (no transcription "
-                               f"progress for {self.starved_s:g} s); retry later",
-                               type="server_error", code="unavailable")
+        try:
+            while True:
+                done, _ = await asyncio.wait([fut], timeout=1.0)
+                if done:
+                    return fut.result()
+                idle = time.monotonic() - max(self._progress, submitted)
+                if idle > self.starved_s:
+                    job.cancel("starved")
+                    raise ApiError(503, "the model is kept busy by live captions (no "
+                                   f"transcription progress for {self.starved_s:g} s); retry "
+                                   "later", type="server_error", code="unavailable")
+        finally:
+            if not fut.done():
+                fut.cancel()  # nobody will read it: no "exception never retrieved"
+            elif not fut.cancelled():
+                fut.exception()
 
     def reopen(self) -> None:
         """Admit transcriptions again (the server was started again after a stop)."""
