@@ -102,6 +102,7 @@ class ServerConfig:
     api: bool = True  # the OpenAI-compatible transcription API on the same port (docs/api.md)
     max_upload_mb: float = 25.0
     api_jobs: int = 2  # transcriptions admitted at once (decoding or waiting); more get 429
+    api_stall_s: float = 60.0  # a transcription with no decode for this long answers 503
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("server.status_interval_s", lambda v: 0.1 <= v <= 3600, "expected 0.1..3600"),
     ("server.max_upload_mb", lambda v: 0.001 <= v <= 2048, "expected 0.001..2048"),
     ("server.api_jobs", lambda v: 1 <= v <= 64, "expected 1..64"),
+    ("server.api_stall_s", lambda v: 1 <= v <= 86400, "expected 1..86400"),
     ("obs.port", lambda v: 1 <= v <= 65535, "expected 1..65535"),
     ("obs.max_updates_per_s", lambda v: 0.1 <= v <= 30, "expected 0.1..30"),
     ("obs.lines", lambda v: 1 <= v <= 10, "expected 1..10"),

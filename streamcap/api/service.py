@@ -41,9 +41,6 @@ log = logging.getLogger("streamcap.api")
 TRANSCRIPTIONS = "/v1/audio/transcriptions"
 MODELS = "/v1/models"
 API_ROUTES = {TRANSCRIPTIONS: "POST", MODELS: "GET"}
-# Jobs run only while live captioning is idle: on a machine too slow for live captions they
-# would wait forever. No decode of any transcription for this long answers 503.
-STARVED_S = 60.0
 
 
 def decoder_of(worker: EngineWorker) -> HypothesisSource:
@@ -110,7 +107,6 @@ class ApiService:
         self._active: dict[int, Slot] = {}
         self._closing = False
         self._progress = time.monotonic()  # the last decode of any transcription
-        self.starved_s = STARVED_S
 
     @property
     def max_upload_bytes(self) -> int:
@@ -239,11 +235,14 @@ class ApiService:
                 done, _ = await asyncio.wait([fut], timeout=1.0)
                 if done:
                     return fut.result()
+                # Jobs run only while live captioning is idle: on a machine too slow for its
+                # live stream they would wait forever.
                 idle = time.monotonic() - max(self._progress, submitted)
-                if idle > self.starved_s:
+                if idle > self.cfg.api_stall_s:
                     job.cancel("starved")
                     raise ApiError(503, "the model is kept busy by live captions (no "
-                                   f"transcription progress for {self.starved_s:g} s); retry "
+                                   f"transcription progress for {self.cfg.api_stall_s:g} s, "
+                                   "server.api_stall_s); retry "
                                    "later", type="server_error", code="unavailable")
         finally:
             if not fut.done():

@@ -51,6 +51,8 @@ class Live:
         need(JFK, SONNET2, BIG, *LIVE)
         self.d: DaemonProc = start_daemon(tmp, [
             "--input", "-", "--set", f"server.token={TOKEN}", "--set", "server.max_upload_mb=1.5",
+            # a loaded machine may keep the model busy with live captions for long
+            "--set", "server.api_stall_s=600",
             *PATIENT], stdin=True)
         self.port = self.d.wait_listening(120)
         self.stop = threading.Event()

@@ -82,3 +82,39 @@ def test_without_a_token_any_local_client_may_call() -> None:
     body = json.loads(api.models().body)
     assert [m["id"] for m in body["data"]] == ["tiny.en"] and body["object"] == "list"
     assert api.model_names == ("tiny.en", "whisper-1") and "en" in api.languages()
+
+
+class IdleNever:
+    """A stand-in live worker that is always busy: it takes jobs and never runs them."""
+
+    alive = True
+
+    def __init__(self) -> None:
+        self.jobs: list[object] = []
+        self.engine = self
+        self.decoder = self
+        self.multilingual = False
+
+    def submit_job(self, job: object) -> None:
+        self.jobs.append(job)
+
+
+def test_a_transcription_kept_from_the_model_gives_up_with_503() -> None:
+    """When live captions never leave the model idle, the request ends with 503 naming
+    server.api_stall_s, and its job is cancelled."""
+    from support.clips import AUDIO, need
+    from support.timing import run
+
+    from streamcap.api.job import TranscriptionJob
+    from streamcap.api.request import TranscriptionRequest
+
+    jfk = need(AUDIO / "en_misc" / "jfk.flac")
+    cfg = from_dict({"server": {"api_stall_s": 1}})
+    worker = IdleNever()
+    api = ApiService(cfg.server, cfg.vad, "tiny.en", lambda: worker)  # type: ignore[arg-type,return-value]
+    req = TranscriptionRequest(audio=jfk.read_bytes(), filename="jfk.flac", model="whisper-1")
+    with pytest.raises(ApiError) as err:
+        run(api.transcribe(req, api.admit()), 30)
+    assert err.value.status == 503 and "server.api_stall_s" in err.value.message
+    (job,) = worker.jobs
+    assert isinstance(job, TranscriptionJob) and job.future.done() and job.step()
