@@ -41,6 +41,10 @@ def pct(values: list[float], q: float) -> float | None:
     return round(v[min(len(v) - 1, int(q * len(v)))], 3)
 
 
+def mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
 def summary(values: list[float]) -> dict[str, float | None]:
     return {"n": len(values), "p50": pct(values, 0.5), "p90": pct(values, 0.9),
             "p99": pct(values, 0.99), "max": round(max(values), 3) if values else None}
@@ -91,7 +95,8 @@ def main() -> None:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="api-bench-"))
-    d = start_daemon(tmp, ["--input", "-", "--set", "daemon.shutdown_timeout_s=60"], stdin=True)
+    d = start_daemon(tmp, ["--input", "-", "--set", "daemon.shutdown_timeout_s=60",
+                           "--set", "server.api_stall_s=600"], stdin=True)
     port = d.wait_listening(120)
     stop = threading.Event()
     pcm = pcm_s16le(SONNETS)
@@ -123,9 +128,13 @@ def main() -> None:
         t_end = time.monotonic() + args.seconds
         while time.monotonic() < t_end:
             t0 = time.monotonic()
-            with open(args.clip, "rb") as f:
-                raw = client.audio.transcriptions.with_raw_response.create(
-                    model="whisper-1", file=f, response_format="json")
+            try:
+                with open(args.clip, "rb") as f:
+                    raw = client.audio.transcriptions.with_raw_response.create(
+                        model="whisper-1", file=f, response_format="json")
+            except openai.APIStatusError as exc:
+                calls.append({"status": exc.status_code, "wall_s": time.monotonic() - t0})
+                continue
             wall = time.monotonic() - t0
             audio_s = float(raw.headers["x-streamcap-audio-seconds"])
             decode_s = float(raw.headers["x-streamcap-decode-seconds"])
@@ -143,9 +152,8 @@ def main() -> None:
         "latency": {phase: {k: summary(v) for k, v in kinds.items()}
                     for phase, kinds in rec.delays.items() if phase in ("baseline", "api")},
         "api_calls": calls,
-        "api_rtf_mean": round(sum(c["rtf"] for c in calls) / len(calls), 4) if calls else None,
-        "api_wall_rtf_mean": (round(sum(c["wall_rtf"] for c in calls) / len(calls), 4)
-                              if calls else None),
+        "api_rtf_mean": mean([c["rtf"] for c in calls if "rtf" in c]),
+        "api_wall_rtf_mean": mean([c["wall_rtf"] for c in calls if "wall_rtf" in c]),
     }
     text = json.dumps(out, indent=2)
     print(text)
