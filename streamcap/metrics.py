@@ -95,6 +95,22 @@ class Metrics:
             "streamcap_events_published", "Events published to the server.", ["type"],
             registry=r,
         )
+        self.api_requests = Counter(
+            "streamcap_api_requests",
+            "Transcription API requests answered, by HTTP status.",
+            ["status"],
+            registry=r,
+        )
+        self.api_audio = Counter(
+            "streamcap_api_audio_seconds",
+            "Seconds of audio the transcription API transcribed.",
+            registry=r,
+        )
+        self.api_decode = Counter(
+            "streamcap_api_decode_seconds",
+            "Decoding time the transcription API's jobs took on the live worker.",
+            registry=r,
+        )
         self._dropped_seen = 0
 
     def observe_caption_latency(self, kind: str, seconds: float) -> None:

@@ -174,6 +174,7 @@ def answer_get(api: ApiService, request: Request, server: str) -> Response:
         resp = api.models()
     except ApiError as exc:
         resp = exc.response()
+    api.answered(resp.status)
     return to_ws_response(resp, server)
 
 
@@ -315,6 +316,8 @@ class ApiConnection(ServerConnection):
             log.info("api %s %s: the client went away", method, target[:60])
             return
         log.info("api %s %s -> %d", method, target[:60], resp.status)
+        if is_api_path(target):
+            self.api.answered(resp.status)
         try:
             data = ex.render(resp, self.server_name)
         except h11.LocalProtocolError:  # h11 refuses to answer a request it could not parse

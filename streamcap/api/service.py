@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ..asr.decoder import HypothesisSource
     from ..asr.worker import EngineWorker
     from ..audio.reframe import Samples
+    from ..metrics import Metrics
 
 log = logging.getLogger("streamcap.api")
 
@@ -107,6 +108,7 @@ class ApiService:
         self._active: dict[int, Slot] = {}
         self._closing = False
         self._progress = time.monotonic()  # the last decode of any transcription
+        self.metrics: Metrics | None = None  # the server's, once it has one
 
     @property
     def max_upload_bytes(self) -> int:
@@ -140,6 +142,11 @@ class ApiService:
         if self._closing:
             raise ApiError(503, "the server is shutting down", code="unavailable")
         return route
+
+    def answered(self, status: int) -> None:
+        """Count an answer (the HTTP shells call this for every API response)."""
+        if self.metrics is not None:
+            self.metrics.api_requests.labels(status=str(status)).inc()
 
     def models(self) -> ApiResponse:
         return ApiResponse.json(200, models_body(self.model, self._created))
@@ -219,6 +226,9 @@ class ApiService:
                  "wall %.2f s", req.filename[:60], dur, transcript.windows,
                  transcript.decode_seconds, transcript.decode_seconds / dur if dur else 0.0,
                  wall)
+        if self.metrics is not None:
+            self.metrics.api_audio.inc(dur)
+            self.metrics.api_decode.inc(transcript.decode_seconds)
         resp = render(transcript, req.response_format, req.granularities)
         return ApiResponse(resp.status, resp.body, resp.content_type, (
             ("X-Streamcap-Audio-Seconds", f"{dur:.3f}"),

@@ -155,6 +155,8 @@ class CaptionServer:
         self.session = session
         self.hello = hello
         self.metrics = Metrics(registry)
+        if api is not None:
+            api.metrics = self.metrics
         self._health = health
         self._ping_interval = ping_interval
         self._close_timeout = close_timeout

@@ -56,7 +56,8 @@ def error(body: bytes) -> dict[str, object]:
 
 def test_get_and_other_methods_share_the_port_with_websocket_clients() -> None:
     """WebSocket and /healthz as before; GET /v1/models; a POST transcription reaches the API
-    (503 without a running model); POST elsewhere is 405 in plain text."""
+    (503 without a running model); POST elsewhere is 405 in plain text; /metrics counts the
+    API's answers."""
 
     async def main() -> None:
         server = make_server()
@@ -76,6 +77,11 @@ def test_get_and_other_methods_share_the_port_with_websocket_clients() -> None:
                 assert status == 404 and error(body)["code"] == "not_found"
                 status, _, body = await http_get(port, "/healthz")
                 assert status == 200
+                status, _, body = await http_get(port, "/metrics")
+                text = body.decode()
+                for code, n in (("200", 1), ("503", 1), ("404", 1)):
+                    assert f'streamcap_api_requests_total{{status="{code}"}} {n}.0' in text
+                assert 'status="405"' not in text  # POST /healthz is not an API request
                 server.publish(STATUS)
                 assert (await recv_json(ws))["type"] == "status"
         finally:
