@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from . import __version__
 from . import config as config_mod
 from .cli_config import add_config_args, build_config
-from .errors import StreamcapError
+from .errors import ConfigError, StreamcapError
 from .events import Event, FinalCaption, PartialCaption
 
 Handler = Callable[[argparse.Namespace], int]
@@ -126,10 +126,14 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         ("host", "server.host"),
         ("port", "server.port"),
         ("output_dir", "output.dir"),
+        ("you", "meeting.you"),
+        ("others", "meeting.others"),
     ):
         v = getattr(args, attr, None)
         if v is not None:
             out[key] = v
+    if getattr(args, "meeting", False):
+        out["meeting.enabled"] = True
     return out
 
 
@@ -144,6 +148,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _quiet_libraries()  # again: simpleobsws (imported by the daemon) sets websockets to INFO
     extra = _run_overrides(args)
     cfg = build_config(args, extra)
+    if getattr(args, "input", None) is not None and (cfg.meeting.enabled or cfg.inputs):
+        why = "meeting mode picks its own inputs" if cfg.meeting.enabled else (
+            "the configuration lists its inputs ('inputs:')")
+        raise ConfigError("--input", f"{why}; drop --input or change them there")
     apply_log_level(cfg, keep_debug=bool(getattr(args, "verbose", False)))
     daemon = Daemon(cfg, reload=lambda: build_config(args, extra))
     code = asyncio.run(daemon.serve())
@@ -170,11 +178,19 @@ def _add_run(sub: Any) -> None:
     )
     add_config_args(p)
     p.add_argument("--input", metavar="SPEC",
-                   help="audio.input: mic, mic:DEVICE, file:PATH (paced at real time) or - "
+                   help="audio.input: mic, mic:DEVICE, monitor (what plays on the default "
+                   "output), monitor:SINK, file:PATH (paced at real time) or - "
                    "(raw s16le PCM on stdin)")
     p.add_argument("--device", dest="audio_device", metavar="NAME",
                    help="audio.device: capture device, a name substring or an index (see "
                    "`streamcap devices`), e.g. a monitor source NAME.monitor")
+    p.add_argument("--meeting", action="store_true",
+                   help="meeting.enabled: caption both sides of a call, the default microphone "
+                   "as 'You' and what plays on the default output as 'Others' (see `streamcap "
+                   "devices` for the pair)")
+    p.add_argument("--you", metavar="NAME", help="meeting.you: the label of your microphone")
+    p.add_argument("--others", metavar="NAME",
+                   help="meeting.others: the label of what the speakers play")
     p.add_argument("--host", help="server.host: address to listen on")
     p.add_argument("--port", type=int, help="server.port: port to listen on (0: any free port)")
     p.add_argument("--output-dir", metavar="DIR", help="output.dir: where caption files go")

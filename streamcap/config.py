@@ -43,6 +43,54 @@ class VadConfig:
 
 
 @dataclass(frozen=True)
+class VadOverride:
+    """Per-input VAD settings; ``null`` keeps the top-level ``vad`` value."""
+
+    aggressiveness: Literal[0, 1, 2, 3] | None = None
+    start_frames: int | None = None
+    preroll_s: float | None = None
+    end_silence_s: float | None = None
+    max_utterance_s: float | None = None
+    min_speech_s: float | None = None
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """One of several inputs: its label, what it captures, and its own VAD settings.
+
+    ``input`` takes the ``--input`` forms (``mic``, ``mic:DEVICE``, ``monitor`` (what plays on
+    the default output), ``monitor:SINK``, ``file:PATH``, ``-``); ``device`` picks the device
+    for ``mic`` as ``audio.device`` does for the single input.
+    """
+
+    name: str = ""
+    input: str = "mic"
+    device: str | int | None = None
+    vad: VadOverride = field(default_factory=VadOverride)
+
+
+@dataclass(frozen=True)
+class MeetingConfig:
+    """Meeting mode: the default microphone as ``you`` and the default output's monitor as
+    ``others``, captioned together on one model, echo of the speakers on the microphone
+    suppressed."""
+
+    enabled: bool = False
+    you: str = "You"
+    others: str = "Others"
+    mic: str = "mic"  # an --input form for "you": mic, mic:DEVICE
+    monitor: str = "monitor"  # an --input form for "others": monitor, monitor:SINK, mic:NAME
+    echo_suppression: bool = True
+    # Speaker turns inside one input: label finals "Others 1", "Others 2", ... from the voice
+    # in each final (needs the optional extra streamcap[speakers]; see docs/speakers.md). In
+    # meeting mode only the "others" input gets turns (the microphone is you).
+    speaker_turns: bool = False
+    speaker_threshold: float = 0.68  # cosine similarity to a known voice to count as the same
+    max_speakers: int = 8            # voices per input; past this the nearest voice is used
+    speaker_min_s: float = 1.0       # shorter finals keep the previous turn's label
+
+
+@dataclass(frozen=True)
 class AsrConfig:
     model: str = "tiny.en"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -97,6 +145,7 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     client_queue: int = 256
     replay_finals: int = 1000
+    transcript_finals: int = 5000
     max_message_bytes: int = 4096
     status_interval_s: float = 1.0
     api: bool = True  # the OpenAI-compatible transcription API on the same port (docs/api.md)
@@ -133,6 +182,8 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     obs: ObsConfig = field(default_factory=ObsConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    inputs: tuple[InputConfig, ...] = ()
+    meeting: MeetingConfig = field(default_factory=MeetingConfig)
 
 
 # --- validation rules beyond the types: (path, predicate, message) -------------------------
@@ -170,6 +221,7 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("server.port", lambda v: 0 <= v <= 65535, "expected 0..65535"),
     ("server.client_queue", lambda v: 1 <= v <= 100000, "expected 1..100000"),
     ("server.replay_finals", lambda v: 0 <= v <= 1000000, "expected 0..1000000"),
+    ("server.transcript_finals", lambda v: 0 <= v <= 1000000, "expected 0..1000000"),
     ("server.max_message_bytes", lambda v: 64 <= v <= 1 << 24, "expected 64..16777216"),
     ("server.status_interval_s", lambda v: 0.1 <= v <= 3600, "expected 0.1..3600"),
     ("server.max_upload_mb", lambda v: 0.001 <= v <= 2048, "expected 0.001..2048"),
@@ -180,6 +232,9 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("obs.lines", lambda v: 1 <= v <= 10, "expected 1..10"),
     ("daemon.shutdown_timeout_s", lambda v: 0.5 <= v <= 600, "expected 0.5..600"),
     ("daemon.reopen_backoff_max_s", lambda v: 0.1 <= v <= 600, "expected 0.1..600"),
+    ("meeting.speaker_threshold", lambda v: 0 <= v <= 1, "expected 0..1"),
+    ("meeting.max_speakers", lambda v: 1 <= v <= 32, "expected 1..32"),
+    ("meeting.speaker_min_s", lambda v: 0 <= v <= 10, "expected 0..10"),
 ]
 
 
@@ -307,7 +362,76 @@ def validate(cfg: Config) -> Config:
     for i, lang in enumerate(cfg.asr.languages):
         if lang not in WHISPER_LANGUAGES:
             raise ConfigError(f"asr.languages[{i}]", _unknown_language(lang))
+    _validate_inputs(cfg)
     return cfg
+
+
+MAX_INPUTS = 8
+MAX_LABEL_CHARS = 40
+
+_VAD_RULES = {name: (ok, message) for path, ok, message in _RULES
+              if path.startswith("vad.") for name in [path[4:]]}
+
+
+def _check_label(path: str, label: str) -> None:
+    if not label.strip():
+        raise ConfigError(path, "must not be empty (it labels every caption of the input)")
+    if len(label) > MAX_LABEL_CHARS or not label.isprintable() or label != label.strip():
+        raise ConfigError(path, f"expected a short printable label (at most {MAX_LABEL_CHARS} "
+                          f"characters, no leading/trailing spaces), got {label!r}")
+
+
+def _validate_inputs(cfg: Config) -> None:
+    if cfg.meeting.enabled and cfg.inputs:
+        raise ConfigError("meeting.enabled", "meeting mode picks its own two inputs; remove the "
+                          "'inputs' list or turn meeting mode off")
+    _check_label("meeting.you", cfg.meeting.you)
+    _check_label("meeting.others", cfg.meeting.others)
+    if cfg.meeting.you == cfg.meeting.others:
+        raise ConfigError("meeting.others", "must differ from meeting.you")
+    if len(cfg.inputs) > MAX_INPUTS:
+        raise ConfigError("inputs", f"at most {MAX_INPUTS} inputs, got {len(cfg.inputs)}")
+    seen: set[str] = set()
+    stdin = 0
+    for i, inp in enumerate(cfg.inputs):
+        _check_label(f"inputs[{i}].name", inp.name)
+        if inp.name in seen:
+            raise ConfigError(f"inputs[{i}].name", f"{inp.name!r} is used by another input")
+        seen.add(inp.name)
+        stdin += inp.input.strip() == "-"
+        if stdin > 1:
+            raise ConfigError(f"inputs[{i}].input", "only one input can read stdin ('-')")
+        for f in dataclasses.fields(inp.vad):
+            value = getattr(inp.vad, f.name)
+            if value is not None and f.name in _VAD_RULES:
+                ok, message = _VAD_RULES[f.name]
+                if not ok(value):
+                    raise ConfigError(f"inputs[{i}].vad.{f.name}", f"{message}, got {value!r}")
+        if (inp.vad.max_utterance_s or cfg.vad.max_utterance_s) > cfg.vad.buffer_s:
+            raise ConfigError(f"inputs[{i}].vad.max_utterance_s", "must not exceed vad.buffer_s")
+
+
+def resolve_inputs(cfg: Config, input_spec: str | None = None) -> tuple[InputConfig, ...]:
+    """The inputs to capture: meeting mode's pair, else the ``inputs`` list, else the single
+    ``--input``/``audio.input`` (unlabelled: its captions carry no ``source``).
+
+    The single input keeps the name ``""`` (no label)."""
+    if cfg.meeting.enabled:
+        m = cfg.meeting
+        return (InputConfig(name=m.you, input=m.mic), InputConfig(name=m.others, input=m.monitor))
+    if cfg.inputs:
+        return cfg.inputs
+    return (InputConfig(name="", input=input_spec if input_spec is not None else cfg.audio.input,
+                        device=cfg.audio.device),)
+
+
+def input_config(cfg: Config, inp: InputConfig) -> Config:
+    """The configuration one input's engine runs with: its VAD overrides applied."""
+    over = {f.name: getattr(inp.vad, f.name) for f in dataclasses.fields(inp.vad)
+            if getattr(inp.vad, f.name) is not None}
+    if not over:
+        return cfg
+    return dataclasses.replace(cfg, vad=dataclasses.replace(cfg.vad, **over))
 
 
 def from_dict(data: Any) -> Config:
@@ -344,7 +468,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
         if dataclasses.is_dataclass(v):
             out[f.name] = to_dict(v)
         elif isinstance(v, tuple):
-            out[f.name] = list(v)
+            out[f.name] = [to_dict(x) if dataclasses.is_dataclass(x) else x for x in v]
         else:
             out[f.name] = v
     return out

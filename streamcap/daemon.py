@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import signal
 import sys
@@ -61,19 +62,15 @@ import numpy as np
 from .asr.decoder import DecodeRequest, HypothesisSource
 from .asr.model import check_model
 from .asr.worker import EngineWorker
-from .audio.sources import (
-    AudioSource,
-    MicrophoneSource,
-    SourceState,
-    StdinSource,
-    open_source,
-)
+from .audio.sources import AudioSource, SourceState, StdinSource
 from .bridge import LoopBridge, in_thread
-from .config import Config
+from .capture import CaptureSet, InputState, open_sources
+from .config import Config, input_config, resolve_inputs
 from .engine import CaptionEngine
 from .errors import StreamcapError
 from .events import SAMPLE_RATE, ErrorEvent, Event, Session, StatusEvent
 from .health import PipelineView, dropped_frames, verdict
+from .multi import Lane, MultiEngine
 from .reload import ReloadPlan, plan_reload, retuned
 from .service import Notifier
 from .sinks.base import Sink
@@ -81,6 +78,7 @@ from .sinks.files import SessionFiles
 from .sinks.obs import ObsSink
 from .sinks.websocket import CaptionServer, HelloInfo
 from .sinks.writer import FileSink
+from .speakers import from_config as speaker_turns
 from .watchdog import WatchdogFeeder
 
 log = logging.getLogger("streamcap.daemon")
@@ -123,16 +121,17 @@ def reload_files(cfg: Config, session: Session, n: int,
     return make
 
 
-def paced_submit(worker: EngineWorker, stopping: Callable[[], bool]) -> Callable[[Any], None]:
+def paced_submit(worker: EngineWorker, stopping: Callable[[], bool],
+                 lane: int = 0) -> Callable[[Any], None]:
     """For stdin: a pipe may deliver faster than real time, so the capture thread waits for the
     worker instead of letting its bounded queue drop audio (a live device is never made to
     wait)."""
     limit = 0.5 * worker.max_queued / SAMPLE_RATE
 
     def submit(samples: Any) -> None:
-        while worker.queued_seconds > limit and worker.alive and not stopping():
+        while worker.queued_seconds_of(lane) > limit and worker.alive and not stopping():
             time.sleep(0.01)
-        worker.submit(samples)
+        worker.submit(samples, lane)
 
     return submit
 
@@ -143,7 +142,9 @@ def paced_submit(worker: EngineWorker, stopping: Callable[[], bool]) -> Callable
 class Daemon:
     """The live captioning daemon; see the module docstring.
 
-    ``decoder`` and ``source`` replace the Whisper model and the ``--input`` source (tests);
+    ``decoder`` and ``source`` (or ``sources``, one per input) replace the Whisper model and
+    the capture sources (tests); the inputs come from :func:`~streamcap.config.resolve_inputs`
+    (meeting mode's pair, the ``inputs`` list, or the single ``--input``);
     ``reload`` returns the configuration to apply on SIGHUP (the CLI re-reads the file and
     re-applies its flags); ``base_dir`` is where a relative ``output.dir`` is resolved.
 
@@ -159,6 +160,7 @@ class Daemon:
         *,
         decoder: HypothesisSource | None = None,
         source: AudioSource | None = None,
+        sources: list[AudioSource] | None = None,
         reload: Callable[[], Config] | None = None,
         notifier: Notifier | None = None,
         base_dir: Path | None = None,
@@ -166,14 +168,18 @@ class Daemon:
     ) -> None:
         self.cfg = cfg
         self.input_spec = input_spec if input_spec is not None else cfg.audio.input
+        self.inputs = resolve_inputs(cfg, input_spec)
         self.decoder = decoder
-        self.source = source
+        self._given_sources = sources if sources is not None else (
+            [source] if source is not None else None)
+        self.capture: CaptureSet | None = None
         self._reload_fn = reload
         self.notifier = notifier if notifier is not None else Notifier()
         self.base_dir = base_dir
         self._stdout = stdout
         self.session: Session | None = None
-        self.engine: CaptionEngine | None = None
+        self.engine: CaptionEngine | None = None  # the first input's engine
+        self.multi: MultiEngine | None = None
         self.worker: EngineWorker | None = None
         self.sinks: list[Sink] = []
         self.files: FileSink | None = None
@@ -184,7 +190,6 @@ class Daemon:
         self._force: asyncio.Event | None = None
         self._signalled = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._source_started = False
         self._stopping = False
         self._reloads = 0
         self._reload_lock: asyncio.Lock | None = None
@@ -199,24 +204,37 @@ class Daemon:
     # --- state ----------------------------------------------------------------------------
 
     @property
+    def source(self) -> AudioSource | None:
+        """The first input's capture source."""
+        return self.capture.sources[0] if self.capture is not None else None
+
+    @property
     def device_state(self) -> str:
-        src = self.source
-        return src.state if src is not None and self._source_started else "starting"
+        cap = self.capture
+        return cap.device_state if cap is not None and cap.started else "starting"
 
     def healthy(self) -> bool:
-        """For ``/healthz``: capture is running (device open), the worker thread is alive and
-        it makes progress (a decoder hung for ``WatchdogFeeder.STALL_S`` is not healthy)."""
-        w = self.worker
-        return (
-            w is not None and w.alive and self.source is not None and self._source_started
-            and self.source.state == "running" and self.source.alive
-            and self._watchdog.problem is None
-        )
+        """For ``/healthz``: every input captures (device open), the worker thread is alive
+        and it makes progress (a decoder hung for ``WatchdogFeeder.STALL_S`` is not healthy)."""
+        w, cap = self.worker, self.capture
+        return (w is not None and w.alive and cap is not None and cap.running()
+                and self._watchdog.problem is None)
+
+    def input_states(self) -> tuple[InputState, ...]:
+        """Per input, with several inputs (empty for the single unlabelled one)."""
+        w, cap = self.worker, self.capture
+        if cap is None or len(cap) < 2:
+            return ()
+        states = cap.states
+        return tuple(
+            InputState(name=cap.labels[i], device_state=states[i],
+                       lag=round(w.lag_of(i), 3) if w is not None else 0.0,
+                       dropped_frames=dropped_frames(self.cfg, cap.sources[i].dropped_blocks, 0))
+            for i in range(len(cap)))
 
     def status_event(self) -> StatusEvent:
-        w = self.worker
-        src = self.source
-        blocks = src.dropped_blocks if src is not None else 0
+        w, cap = self.worker, self.capture
+        blocks = cap.dropped_blocks if cap is not None else 0
         samples = w.dropped_samples if w is not None else 0
         return StatusEvent(
             lag=round(w.lag_s, 3) if w is not None else 0.0,
@@ -224,12 +242,16 @@ class Daemon:
             device_state=self.device_state,
             dropped_frames=dropped_frames(self.cfg, blocks, samples),
             clients=self.server.clients if self.server is not None else 0,
+            inputs=tuple(dataclasses.asdict(x) for x in self.input_states()),
         )
 
     def status_text(self) -> str:
         st = self.status_event()
         problem = self._watchdog.problem
-        return (f"{self.device_state}; " + (f"{problem}; " if problem else "")
+        state = self.device_state
+        if st.inputs:
+            state = ", ".join(f"{x['name']} {x['device_state']}" for x in st.inputs)
+        return (f"{state}; " + (f"{problem}; " if problem else "")
                 + f"lag {st.lag:.1f} s, rtf {st.rtf:.2f}, "
                 f"{st.clients} client(s), {st.dropped_frames} frame(s) dropped")
 
@@ -332,17 +354,12 @@ class Daemon:
         task.cancel()
         return None
 
-    def _preflight(self, source: AudioSource) -> None:
-        """Off the loop: check the model configuration (when we load the model) and find the
+    def _preflight(self, capture: CaptureSet) -> None:
+        """Off the loop: check the model configuration (when we load the model) and find every
         capture device, both before the model is loaded (raises ConfigError/AudioDeviceError)."""
         if self.decoder is None:
             check_model(self.cfg.asr)
-        if isinstance(source, MicrophoneSource):
-            from .audio.devices import list_input_devices, select_device
-
-            dev = source.device
-            want_pulse = not (isinstance(dev, int) or (isinstance(dev, str) and dev.isdigit()))
-            select_device(dev, list_input_devices(include_pulse=want_pulse))
+        capture.preflight()
 
     def _load_decoder(self) -> HypothesisSource:
         from .runner import make_decoder
@@ -363,14 +380,19 @@ class Daemon:
         cfg = self.cfg
         self._begin()
         assert self._should_exit is not None
-        if self.source is None:
-            self.source = open_source(self.input_spec, cfg.audio,
-                                      reopen_backoff_max_s=cfg.daemon.reopen_backoff_max_s)
-        source = self.source
-        await in_thread(lambda: self._preflight(source), "streamcap-preflight")
+        sources = self._given_sources
+        if sources is None:
+            sources = open_sources(cfg, self.inputs)
+        labels = [inp.name for inp in self.inputs] if len(sources) == len(self.inputs) else [
+            ""] * len(sources)
+        self.capture = capture = CaptureSet(sources, labels)
+        await in_thread(lambda: self._preflight(capture), "streamcap-preflight")
         if self.decoder is None:
             self.decoder = await in_thread(self._load_decoder, "streamcap-model")
         decoder = self.decoder
+        # Speaker turns (off by default) load their embedding model with the ASR model.
+        speakers = await in_thread(lambda: speaker_turns(cfg.meeting, labels),
+                                   "streamcap-speakers")
         t0 = time.monotonic()
         await in_thread(lambda: self.warm_up(decoder), "streamcap-warmup")
         log.info("model warmed up in %.2f s", time.monotonic() - t0)
@@ -378,34 +400,46 @@ class Daemon:
             return
 
         self.session = session = Session.new(time.time())
-        await self._start_sinks(cfg, session, source.description)
-        self.engine = CaptionEngine(cfg, decoder)
-        self.worker = worker = EngineWorker(self.engine, self._on_worker_event,
+        await self._start_sinks(cfg, session, capture.description)
+        lane_inputs = self._lane_inputs(len(sources))
+        lanes = [Lane(label or None, CaptionEngine(input_config(cfg, inp), decoder,
+                                                   speakers[i] if speakers else None))
+                 for i, (label, inp) in enumerate(zip(labels, lane_inputs, strict=True))]
+        self.multi = MultiEngine(lanes)
+        self.engine = lanes[0].engine
+        self.worker = worker = EngineWorker(self.multi, self._on_worker_event,
                                             queue_seconds=cfg.audio.queue_seconds)
         worker.start()
 
-        submit: Callable[[Any], None] = worker.submit
-        if isinstance(source, StdinSource):
-            submit = paced_submit(worker, lambda: self._stopping)
-        anchored = threading.Event()
+        submits: list[Callable[[Any], None]] = []
+        for i, src in enumerate(sources):
+            if isinstance(src, StdinSource):
+                submits.append(paced_submit(worker, lambda: self._stopping, i))
+            else:
+                submits.append(functools.partial(worker.submit, lane=i))
 
-        def on_block(block: Any) -> None:
+        def submit(lane: int, block: Any) -> None:
+            submits[lane](block)
+
+        def anchor(epoch: float) -> None:
             # Stream time zero is the first captured sample: anchor the session's wall-clock
             # epoch there (opening the device takes a while after the session was created).
-            if not anchored.is_set():
-                anchored.set()
-                self._post(self._anchor_epoch, time.time() - len(block) / SAMPLE_RATE)
-            submit(block)
+            self._post(self._anchor_epoch, epoch)
 
-        self._source_started = True  # from here on, the source's own state is reported
-        await in_thread(lambda: source.start(on_block, self._on_state_threadsafe),
+        await in_thread(lambda: capture.start(submit, self._on_state_threadsafe, anchor),
                         "streamcap-capture-start")
         if self.server is not None:
             self.server.hello = dataclasses.replace(self.server.hello,
-                                                    audio_device=source.description)
-        log.info("capturing from %s", source.description)
+                                                    audio_device=capture.description)
+        log.info("capturing from %s", capture.description)
         self.started = True
-        self.notifier.ready(f"captioning {source.description}")
+        self.notifier.ready(f"captioning {capture.description}")
+
+    def _lane_inputs(self, n: int) -> list[Any]:
+        """The input settings of each source (given sources beyond the config: defaults)."""
+        if n == len(self.inputs):
+            return list(self.inputs)
+        return [self.inputs[0]] * n
 
     async def _start_sinks(self, cfg: Config, session: Session, device: str) -> None:
         """Start the files, the WebSocket server (when enabled) and OBS, in that order."""
@@ -481,16 +515,34 @@ class Daemon:
             await asyncio.sleep(max(0.05, min(period, next_status - loop.time())))
 
     def _watch(self) -> None:
-        """Feed the watchdog while the pipeline lives; stop when the input ended or broke."""
+        """Feed the watchdog while the pipeline lives; stop when the inputs ended or broke.
+
+        With several inputs, one that ends (its file ran out) or dies is finalised on its own
+        and the others carry on; the daemon stops when none is left."""
         assert self._should_exit is not None
-        w, src = self.worker, self.source
-        if w is None or src is None:
+        w, cap = self.worker, self.capture
+        if w is None or cap is None:
             return
-        self._watchdog.check(w, src)
+        self._watchdog.check(w, cap.alive)
+        if len(cap) > 1:
+            for i in range(len(cap)):
+                if not cap.ended[i] and cap.done(i):
+                    cap.ended[i] = True
+                    src = cap.sources[i]
+                    how = "finished" if src.finished else f"stopped: {src.last_error}"
+                    rest = "" if all(cap.ended) else "; the other inputs carry on"
+                    log.info("input %s %s%s", cap.labels[i], how, rest)
+                    w.end_input(i)
+            if not all(cap.ended):
+                return
+        first = cap.sources[0]
+        finished = all(s.finished for s in cap.sources) if len(cap) > 1 else first.finished
+        dead = [s for s in cap.sources if not s.finished]
+        culprit = dead[0] if dead else first
         stop = verdict(PipelineView(
-            worker_alive=w.alive, worker_error=w.error, source_finished=src.finished,
-            source_state=src.state, source_alive=src.alive, source_error=src.last_error,
-            source_description=src.description))
+            worker_alive=w.alive, worker_error=w.error, source_finished=finished,
+            source_state=culprit.state, source_alive=culprit.alive,
+            source_error=culprit.last_error, source_description=cap.description))
         if stop is None:
             return
         if stop.failure:
@@ -520,9 +572,9 @@ class Daemon:
         for task in list(self._tasks):
             task.cancel()
 
-        source, worker = self.source, self.worker
-        if source is not None and self._source_started:
-            await self._step(in_thread(source.stop, "streamcap-capture-stop"), deadline,
+        capture, worker = self.capture, self.worker
+        if capture is not None and capture.started:
+            await self._step(in_thread(capture.stop, "streamcap-capture-stop"), deadline,
                              "stopping capture")
         if worker is not None:
             remaining = max(0.0, deadline - loop.time())
@@ -605,17 +657,20 @@ class Daemon:
         self._publish(self.status_event())
         self.notifier.status(self.status_text())
 
-    def _on_state_threadsafe(self, state: SourceState, detail: str) -> None:
-        self._post(self._on_state, state, detail)
+    def _on_state_threadsafe(self, lane: int, state: SourceState, detail: str) -> None:
+        self._post(self._on_state, lane, state, detail)
 
-    def _on_state(self, state: str, detail: str) -> None:
+    def _on_state(self, lane: int, state: str, detail: str) -> None:
         """On the loop: a capture state change goes to the sinks, systemd and the log."""
         self.device_states.append(state)
         # streamcap.audio logs the change itself (a warning when the device is lost).
         log.debug("audio device %s%s", state, f": {detail}" if detail else "")
         if self._stopping:
             return
-        self._publish(dataclasses.replace(self.status_event(), device_state=state))
+        st = self.status_event()
+        if not st.inputs:  # one input: its state is the news (the source may have moved on)
+            st = dataclasses.replace(st, device_state=state)
+        self._publish(st)
         self.notifier.status(self.status_text())
 
     def _on_output_error(self, message: str) -> None:
@@ -657,7 +712,9 @@ class Daemon:
         if plan.thresholds_changed and self.engine is not None:
             # Each change is one attribute assignment (atomic under the GIL): the worker sees
             # the old or the new values; a decode already running finishes with the old ones.
-            self.engine.retune(retuned(self.engine.cfg, cfg))
+            for lane, inp in zip(self.multi.lanes if self.multi else (), self.inputs,
+                                 strict=False):
+                lane.engine.retune(input_config(retuned(lane.engine.cfg, cfg), inp))
         if plan.output_changed and self.files is not None and self.session is not None:
             self._reloads += 1
             self.files.swap(reload_files(cfg, self.session, self._reloads, self.base_dir))

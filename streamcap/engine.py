@@ -19,15 +19,23 @@ from .asr.policy import PolicyEvent, StreamingPolicy
 from .audio.reframe import Samples
 from .config import Config
 from .events import SAMPLE_RATE, FinalCaption, join_words
+from .speakers import SpeakerTurns
 from .vad import VadSegmenter
 
 
 class CaptionEngine:
-    """Audio in (16 kHz mono float32), caption events out."""
+    """Audio in (16 kHz mono float32), caption events out.
 
-    def __init__(self, cfg: Config, decoder: HypothesisSource) -> None:
+    With ``speakers`` (``meeting.speaker_turns``), each final gets a ``speaker`` turn label from
+    the voice in its own audio (:mod:`streamcap.speakers`), on the same thread as the decodes.
+    """
+
+    def __init__(
+        self, cfg: Config, decoder: HypothesisSource, speakers: SpeakerTurns | None = None
+    ) -> None:
         self.cfg = cfg
         self.decoder = decoder
+        self.speakers = speakers
         self.vad = VadSegmenter(cfg.vad, cfg.audio.frame_ms)
         self.policy = StreamingPolicy(cfg, multilingual=decoder.multilingual)
         self.samples_in = 0
@@ -59,7 +67,7 @@ class CaptionEngine:
         self.samples_in += len(samples)
         out: list[PolicyEvent] = []
         for seg in self.vad.feed(samples):
-            out += self.policy.on_segment(seg)
+            out += self._turns(self.policy.on_segment(seg))
         # A final made during a pause comes out here, at the end of speech.
         return self._hold(out)
 
@@ -73,7 +81,19 @@ class CaptionEngine:
         if req is None:
             return []
         hyp = self.decoder.decode(req)
-        return self._hold(self.policy.on_hypothesis(req, hyp))
+        return self._hold(self._turns(self.policy.on_hypothesis(req, hyp)))
+
+    def _turns(self, events: list[PolicyEvent]) -> list[PolicyEvent]:
+        """Finals labelled with their speaker turn (when speaker turns are on)."""
+        if self.speakers is None:
+            return events
+        out: list[PolicyEvent] = []
+        for ev in events:
+            if isinstance(ev, FinalCaption):
+                audio = self.policy.final_audio(ev.utterance_id)
+                ev = self.speakers.feed(ev, audio[0] if audio is not None else None)
+            out.append(ev)
+        return out
 
     def _hold(self, events: list[PolicyEvent]) -> list[PolicyEvent]:
         """With ``translate_keep_original``, a translated final waits for its original-language
@@ -122,6 +142,14 @@ class CaptionEngine:
         )
 
     @property
+    def final_due(self) -> float | None:
+        """The stream time a waiting final ends at (held or pending), or None: the scheduler
+        of several inputs serves the oldest waiting final first."""
+        if self._held:
+            return self._held[0][0].end
+        return self.policy.pending_final_end()
+
+    @property
     def due(self) -> bool:
         """Whether a decode is due now (a held or pending final, or a partial at the cadence)."""
         return bool(self._held) or self.policy.due()
@@ -136,11 +164,17 @@ class CaptionEngine:
                 out += self.step()
         return out
 
-    def finish(self) -> list[PolicyEvent]:
-        """End of input: finalise the utterance in flight; nothing is lost at the end."""
+    def close(self) -> list[PolicyEvent]:
+        """End of input, without decoding: the utterance in flight becomes a pending final
+        (``due`` stays true until every pending final has had its ``step()``)."""
         out: list[PolicyEvent] = []
         for seg in self.vad.finish():
-            out += self._hold(self.policy.on_segment(seg))
+            out += self._hold(self._turns(self.policy.on_segment(seg)))
+        return out
+
+    def finish(self) -> list[PolicyEvent]:
+        """End of input: finalise the utterance in flight; nothing is lost at the end."""
+        out = self.close()
         while self.policy.closing or self._held:
             out += self.step()
         return out

@@ -208,7 +208,17 @@ class StatusEvent(_JsonMixin):
     device_state: str
     dropped_frames: int
     clients: int = 0
+    # With several inputs: one {name, device_state, lag, dropped_frames} object per input.
+    inputs: tuple[dict[str, Any], ...] = ()
     type: Literal["status"] = field(default="status", init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.type, "lag": self.lag, "rtf": self.rtf,
+                             "device_state": self.device_state,
+                             "dropped_frames": self.dropped_frames, "clients": self.clients}
+        if self.inputs:
+            d["inputs"] = [dict(x) for x in self.inputs]
+        return d
 
 
 @dataclass(frozen=True)
@@ -266,6 +276,7 @@ def event_from_dict(d: dict[str, Any]) -> Event:
             device_state=str(d["device_state"]),
             dropped_frames=int(d["dropped_frames"]),
             clients=int(d.get("clients", 0)),
+            inputs=tuple(dict(x) for x in d.get("inputs", ()) if isinstance(x, dict)),
         )
     if t == "error":
         return ErrorEvent(code=str(d["code"]), message=str(d["message"]))

@@ -95,6 +95,20 @@ class Metrics:
             "streamcap_events_published", "Events published to the server.", ["type"],
             registry=r,
         )
+        self.input_lag = Gauge(
+            "streamcap_input_lag_seconds",
+            "How far each input's engine is behind its audio (several inputs only).",
+            ["input"], registry=r,
+        )
+        self.input_up = Gauge(
+            "streamcap_input_up",
+            "1 while the input captures, 0 while it is lost, reopening or ended.",
+            ["input"], registry=r,
+        )
+        self.finals = Counter(
+            "streamcap_finals", "Finals published, by source label ('' when unlabelled).",
+            ["source"], registry=r,
+        )
         self.api_requests = Counter(
             "streamcap_api_requests",
             "Transcription API requests answered, by HTTP status.",
@@ -125,6 +139,16 @@ class Metrics:
         if dropped_frames > self._dropped_seen:
             self.dropped_frames.inc(dropped_frames - self._dropped_seen)
         self._dropped_seen = max(0, dropped_frames)
+
+    def observe_inputs(self, inputs: tuple[dict[str, object], ...]) -> None:
+        """Take over the per-input figures of a status event (several inputs only)."""
+        for x in inputs:
+            name = str(x.get("name", ""))
+            lag = x.get("lag", 0.0)
+            self.input_lag.labels(input=name).set(float(lag) if isinstance(lag, (int, float))
+                                                  else 0.0)
+            self.input_up.labels(input=name).set(1.0 if x.get("device_state") == "running"
+                                                 else 0.0)
 
     def set_queue_depths(self, depths: list[int]) -> None:
         """Set the queue gauges from the current depth of every client queue."""

@@ -11,7 +11,6 @@ import logging
 import time
 
 from .asr.worker import EngineWorker
-from .audio.sources import AudioSource
 from .service import Liveness, Notifier, WatchdogGate
 
 log = logging.getLogger("streamcap.daemon")
@@ -45,10 +44,11 @@ class WatchdogFeeder:
         """Why the pipeline is not healthy (a stalled or dead worker or capture), or None."""
         return self._gate.reason
 
-    def check(self, worker: EngineWorker, source: AudioSource) -> None:
+    def check(self, worker: EngineWorker, capture_alive: bool) -> None:
+        """``capture_alive``: some input still captures (or ended normally)."""
         gate = self._gate
-        live = Liveness(capture_alive=source.alive or source.finished, worker_alive=worker.alive,
-                        progress=worker.engine.audio_time, backlog_s=worker.queued_seconds)
+        live = Liveness(capture_alive=capture_alive, worker_alive=worker.alive,
+                        progress=worker.audio_time, backlog_s=worker.queued_seconds)
         if gate.check(time.monotonic(), live) and self._pings:
             self.notifier.watchdog()
         # Log when the kind of problem changes, not every second its figures do.

@@ -162,3 +162,21 @@ def test_run_is_a_subcommand_with_its_flags(capsys: pytest.CaptureFixture[str]) 
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--port: invalid int value" in err[0]
+
+
+def test_meeting_mode_flags_and_a_conflicting_input(capsys: pytest.CaptureFixture[str]) -> None:
+    """`run --meeting` is listed with its label flags; --meeting with --input (or a bad label)
+    is a one-line error naming the culprit, exit 2, before any model or device is touched."""
+    from streamcap.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--meeting", "--you", "--others"):
+        assert flag in out
+    assert main(["run", "--meeting", "--input", "mic"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--input: meeting mode picks its own inputs" in err[0], err
+    assert main(["run", "--meeting", "--you", "Others"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "meeting.others: must differ from meeting.you" in err[0], err

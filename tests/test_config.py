@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,9 @@ def test_every_key_in_config_yaml_is_commented() -> None:
         if line.startswith("  ") and not line.strip().startswith("#"):
             keys += 1
             assert "#" in line, line
-    assert keys == sum(len(vars(getattr(Config(), s))) for s in vars(Config()))
+    sections = [getattr(Config(), f.name) for f in dataclasses.fields(Config)]
+    assert keys == sum(len(dataclasses.fields(s)) for s in sections
+                       if dataclasses.is_dataclass(s))
 
 
 def test_empty_file_and_none_give_defaults(tmp_path: Path) -> None:
@@ -247,3 +250,48 @@ def test_known_language_codes_match_faster_whisper() -> None:
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
     assert set(_LANGUAGE_CODES) == config.WHISPER_LANGUAGES
+
+
+def test_inputs_list_and_meeting_mode_resolve_to_labelled_inputs() -> None:
+    """The single input stays unlabelled; an inputs list keeps its labels and per-input VAD;
+    meeting mode is the microphone as 'You' and the default output's monitor as 'Others'."""
+    from streamcap.config import input_config, resolve_inputs
+
+    assert [(i.name, i.input) for i in resolve_inputs(Config(), "file:a.wav")] == [
+        ("", "file:a.wav")]
+    cfg = from_dict({"inputs": [{"name": "Desk", "input": "mic:USB",
+                                 "vad": {"end_silence_s": 0.8}},
+                                {"name": "Room", "input": "monitor"}]})
+    desk, room = resolve_inputs(cfg)
+    assert (desk.name, room.name, room.input) == ("Desk", "Room", "monitor")
+    assert input_config(cfg, desk).vad.end_silence_s == 0.8
+    assert input_config(cfg, room) is cfg
+    meet = from_dict({"meeting": {"enabled": True, "you": "Ana"}})
+    assert [(i.name, i.input) for i in resolve_inputs(meet)] == [("Ana", "mic"),
+                                                                 ("Others", "monitor")]
+
+
+@pytest.mark.parametrize(
+    ("data", "culprit"),
+    [
+        ({"inputs": [{"name": ""}]}, "inputs[0].name"),
+        ({"inputs": [{"name": " You"}]}, "inputs[0].name"),
+        ({"inputs": [{"name": "A"}, {"name": "A"}]}, "inputs[1].name"),
+        ({"inputs": [{"name": "A", "input": "-"}, {"name": "B", "input": "-"}]},
+         "inputs[1].input"),
+        ({"inputs": [{"name": "A", "vad": {"end_silence_s": 99}}]}, "inputs[0].vad.end_silence_s"),
+        ({"inputs": [{"name": "A", "vad": {"bogus": 1}}]}, "inputs[0].vad.bogus"),
+        ({"inputs": [{"name": "A", "colour": "red"}]}, "inputs[0].colour"),
+        ({"inputs": [{"name": f"in{i}"} for i in range(9)]}, "inputs"),
+        ({"inputs": "mic"}, "inputs"),
+        ({"meeting": {"enabled": True}, "inputs": [{"name": "A"}]}, "meeting.enabled"),
+        ({"meeting": {"you": "Same", "others": "Same"}}, "meeting.others"),
+        ({"meeting": {"you": "x" * 41}}, "meeting.you"),
+    ],
+)
+def test_bad_inputs_and_meeting_settings_name_the_culprit(data: dict[str, object],
+                                                          culprit: str) -> None:
+    """Hostile input lists and meeting settings fail with the key path of the culprit."""
+    with pytest.raises(ConfigError) as err:
+        from_dict(data)
+    assert str(err.value).startswith(culprit + ":"), str(err.value)

@@ -84,3 +84,17 @@ def test_queue_depth_gauges_including_no_clients() -> None:
     s = samples(m)
     assert s[("streamcap_client_queue_depth_max", ())] == 0
     assert s[("streamcap_client_queue_depth_total", ())] == 0
+
+
+def test_per_input_lag_and_up_gauges_from_status() -> None:
+    """Each input of a status event gets its lag and an up gauge (1 only while running);
+    hostile entries (no name, a non-number lag) do not break rendering."""
+    m = Metrics()
+    m.observe_inputs(({"name": "You", "device_state": "running", "lag": 0.4},
+                      {"name": "Others", "device_state": "lost", "lag": 2.5}))
+    m.observe_inputs(({"lag": "fast"},))
+    s = samples(m)
+    assert s[("streamcap_input_lag_seconds", (("input", "You"),))] == 0.4
+    assert s[("streamcap_input_up", (("input", "You"),))] == 1
+    assert s[("streamcap_input_up", (("input", "Others"),))] == 0
+    assert s[("streamcap_input_lag_seconds", (("input", ""),))] == 0

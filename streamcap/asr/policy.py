@@ -393,6 +393,13 @@ class StreamingPolicy:
             and self.ring.end - u.last_decode_end >= self._interval
         )
 
+    def pending_final_end(self) -> float | None:
+        """Where the oldest final waiting for its pass ends (stream seconds), if any."""
+        if not self.closing:
+            return None
+        u = self.closing[0]
+        return (u.end if u.end is not None else self.ring.end) / SAMPLE_RATE
+
     def _final_prefix(self, u: _Utterance) -> tuple[Word, ...]:
         """What a final pass is forced to start with: the overlap words, and with
         ``final_mode: keep_stable`` the committed words too."""

@@ -247,6 +247,53 @@ def list_input_devices(*, refresh: bool = False, include_pulse: bool = True) -> 
     return combine(devices, hostapis, default_input, pulse)
 
 
+def default_sink(timeout: float = 5.0) -> str | None:
+    """The name of the default PulseAudio/PipeWire output (sink), or None without a server."""
+    pactl = shutil.which("pactl")
+    if pactl is None:
+        return None
+    try:
+        proc = subprocess.run([pactl, "get-default-sink"], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        if proc.returncode == 0 and proc.stdout.strip():
+            return proc.stdout.strip()
+        proc = subprocess.run([pactl, "info"], capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in proc.stdout.splitlines():
+        if line.startswith("Default Sink:"):
+            name = line.split(":", 1)[1].strip()
+            return name or None
+    return None
+
+
+def monitor_of(sink: str | None) -> str:
+    """The monitor source of ``sink`` (the default output when None): what plays on it."""
+    name = sink if sink else default_sink()
+    if not name:
+        raise AudioDeviceError(
+            "monitor: no default output found to capture (PulseAudio/PipeWire with pactl is "
+            "needed); name a source instead, e.g. mic:NAME.monitor (see `streamcap devices`)")
+    return name if name.endswith(".monitor") else f"{name}.monitor"
+
+
+def meeting_pair(devices: list[DeviceInfo]) -> tuple[str, str]:
+    """What meeting mode captures by default: (the default input, the default output's
+    monitor), described for ``streamcap devices``; a missing side says why."""
+    try:
+        mic = select_device(None, [d for d in devices if not d.is_monitor] or devices).label
+    except AudioDeviceError as exc:
+        mic = f"none ({exc})"
+    try:
+        mon = monitor_of(None)
+        if not any(d.label == mon for d in devices):
+            mon = f"{mon} (not listed as a source now)"
+    except AudioDeviceError as exc:
+        mon = f"none ({exc})"
+    return mic, mon
+
+
 def _describe(devices: list[DeviceInfo]) -> str:
     return ", ".join(
         f"[{d.index}] {d.name}" if d.pulse_source is None else d.pulse_source for d in devices
@@ -346,10 +393,14 @@ def format_device_list(devices: list[DeviceInfo]) -> str:
 def run_devices(args: argparse.Namespace) -> int:
     """``streamcap devices``: print the inputs (``--json`` for a machine-readable list)."""
     devices = list_input_devices()
+    mic, mon = meeting_pair(devices)
     if getattr(args, "json", False):
-        print(json.dumps([asdict(d) for d in devices], indent=2))
+        print(json.dumps({"inputs": [asdict(d) for d in devices],
+                          "meeting": {"you": mic, "others": mon}}, indent=2))
     else:
         print(format_device_list(devices), end="")
+        print(f"\nMeeting mode (streamcap run --meeting) would capture:\n"
+              f"  You    <- {mic}\n  Others <- {mon}")
     return 0
 
 

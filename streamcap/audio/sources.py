@@ -42,6 +42,7 @@ from .devices import (
     DeviceInfo,
     _sd,
     list_input_devices,
+    monitor_of,
     select_device,
 )
 from .reframe import Reframer, Samples
@@ -664,6 +665,21 @@ class StdinSource(_ThreadedSource):
 # --- the --input spec --------------------------------------------------------------------------
 
 
+class MonitorSource(MicrophoneSource):
+    """Capture what plays on an output: the monitor source of ``sink`` (the default output
+    when None, looked up again at every (re)open, so a changed default output is followed)."""
+
+    def __init__(self, sink: str | None, block_ms: int = 50, queue_seconds: float = 10.0,
+                 reopen_backoff_max_s: float = 10.0) -> None:
+        super().__init__(None, block_ms, queue_seconds, reopen_backoff_max_s)
+        self.sink = sink
+        self._description = f"monitor of {sink or 'the default output'}"
+
+    def _resolve(self, refresh: bool) -> DeviceInfo:
+        self.device = monitor_of(self.sink)
+        return super()._resolve(refresh)
+
+
 def open_source(
     spec: str,
     cfg: AudioConfig,
@@ -672,13 +688,15 @@ def open_source(
     stdin: BinaryIO | None = None,
     culprit: str = "--input",
 ) -> AudioSource:
-    """Build the source ``spec`` names: ``mic``, ``mic:DEVICE``, ``file:PATH`` or ``-``.
+    """Build the source ``spec`` names: ``mic``, ``mic:DEVICE``, ``monitor`` (what plays on
+    the default output), ``monitor:SINK``, ``file:PATH`` or ``-``.
 
     Raises :class:`ConfigError` for a malformed spec and :class:`AudioError` for a file that
     cannot be used, each a single line naming ``culprit``.
     """
     if not isinstance(spec, str):
-        raise ConfigError(culprit, f"expected mic, mic:DEVICE, file:PATH or -, got {spec!r}")
+        raise ConfigError(culprit, f"expected mic, mic:DEVICE, monitor, monitor:SINK, file:PATH "
+                          f"or -, got {spec!r}")
     s = spec.strip()
     if s == "-":
         return StdinSource(cfg.stdin_rate, cfg.stdin_channels, stdin, cfg.block_ms)
@@ -690,6 +708,9 @@ def open_source(
                 raise ConfigError(culprit, "'mic:' needs a device name or index, e.g. mic:USB")
             device = int(name) if name.isdigit() else name
         return MicrophoneSource(device, cfg.block_ms, cfg.queue_seconds, reopen_backoff_max_s)
+    if s == "monitor" or s.startswith("monitor:"):
+        sink = s[8:].strip() or None
+        return MonitorSource(sink, cfg.block_ms, cfg.queue_seconds, reopen_backoff_max_s)
     if s.startswith("file:"):
         raw = s[5:]
         if not raw:

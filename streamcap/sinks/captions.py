@@ -21,6 +21,12 @@ The rules it keeps:
   characters and is measured in characters.  Closing punctuation (``。``, ``、``, ``,``) never
   starts a line, and opening brackets never end one.  Right-to-left text keeps its logical order
   untouched;
+* a labelled final (``speaker`` or else ``source`` set, with several inputs) yields cues that
+  carry the label in :attr:`Cue.speaker`; cues never hold text of two finals, so never of two
+  speakers.  SRT shows the label as a prefix of the first line (``You: text``) and WebVTT as a
+  voice span (``<v You>text</v>``).  The lines of a labelled cue are laid out in
+  ``max_line_chars`` less the prefix (``"You: "``), so the prefixed first line keeps the limit;
+  a label longer than half a line is shortened with ``…``.  Unlabelled finals are unchanged;
 * a final with empty text yields no cue.  A final with text but no usable word timestamps
   yields cues spanning ``start..end`` (at most ``max_cue_s``, more than one cue only when the
   text does not fit the lines).
@@ -37,7 +43,6 @@ import dataclasses
 import datetime
 import math
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,13 +54,16 @@ from webvtt.vtt import WebVTTCueBlock
 from ..config import OutputConfig
 from ..errors import ConfigError, StreamcapError
 from ..events import FinalCaption, join_words
+from .caption_units import Unit as _Unit
+from .caption_units import clean as _clean
+from .caption_units import ends_clause as _ends_clause
+from .caption_units import ends_sentence as _ends_sentence
+from .caption_units import joined as _joined
+from .caption_units import units as _units
 
 VTT_HEADER = "WEBVTT\n\n"
 """What a WebVTT file starts with; every cue block after it ends with a blank line."""
 
-_SENTENCE_END = frozenset(".?!…。！？‼⁇⁈⁉؟۔")
-_CLAUSE_END = frozenset(",;:،؛、，；：—–")
-_TRAILING_CLOSERS = "\"')]}»”’」』）】〉》"
 # In SRT, "-->" (or "- >") followed by a time on a later line can start a new cue for parsers.
 _SRT_ARROW = re.compile(r"-[ -] *>")
 
@@ -69,33 +77,51 @@ class Cue:
     end: float
     lines: tuple[str, ...]
     language: str = "en"
+    speaker: str | None = None  # who said it (a display label), None for unlabelled captions
 
     @property
     def text(self) -> str:
         """The cue's lines joined with newlines."""
         return "\n".join(self.lines)
 
+    @property
+    def labelled_lines(self) -> tuple[str, ...]:
+        """The lines with ``"LABEL: "`` before the first one (the lines when unlabelled)."""
+        if self.speaker is None or not self.lines:
+            return self.lines
+        return (f"{self.speaker}: {self.lines[0]}", *self.lines[1:])
+
     def to_srt(self) -> str:
         """The cue as an SRT block (number, times, lines), ending with a blank line."""
-        content = "\n".join(_SRT_ARROW.sub("→", line) for line in self.lines)
-        sub = srt.Subtitle(
+        return str(self.to_subtitle().to_srt())
+
+    def to_subtitle(self) -> srt.Subtitle:
+        """The cue as an ``srt.Subtitle`` (labelled first line, ``-->`` defused)."""
+        content = "\n".join(_SRT_ARROW.sub("→", line) for line in self.labelled_lines)
+        return srt.Subtitle(
             index=self.index,
             start=datetime.timedelta(milliseconds=_ms(self.start)),
             end=datetime.timedelta(milliseconds=_ms(self.end)),
             content=content,
         )
-        return str(sub.to_srt())
 
     def to_vtt(self) -> str:
         """The cue as a WebVTT block (identifier, times, escaped lines) and a blank line."""
-        caption = webvtt.Caption(
+        block: list[str] = WebVTTCueBlock.format_lines(self.to_caption())
+        return "\n".join(block[1:]) + "\n\n"
+
+    def to_caption(self) -> webvtt.Caption:
+        """The cue as a ``webvtt.Caption`` (escaped lines in a voice span when labelled)."""
+        text = [_vtt_escape(line) for line in self.lines]
+        if self.speaker is not None and text:
+            text[0] = f"<v {_vtt_escape(self.speaker)}>{text[0]}"
+            text[-1] = f"{text[-1]}</v>"
+        return webvtt.Caption(
             start=str(Timestamp.from_seconds(_ms(self.start) / 1000)),
             end=str(Timestamp.from_seconds(_ms(self.end) / 1000)),
-            text=[_vtt_escape(line) for line in self.lines],
+            text=text,
             identifier=str(self.index),
         )
-        block: list[str] = WebVTTCueBlock.format_lines(caption)
-        return "\n".join(block[1:]) + "\n\n"
 
 
 def _ms(seconds: float) -> int:
@@ -104,6 +130,22 @@ def _ms(seconds: float) -> int:
 
 def _vtt_escape(line: str) -> str:
     return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def final_label(final: FinalCaption) -> str | None:
+    """Who said ``final``: its ``speaker``, else its ``source``, cleaned to one line (``None``
+    when unlabelled or blank)."""
+    raw = final.speaker if final.speaker is not None else final.source
+    if raw is None:
+        return None
+    label = " ".join(_clean(raw).split())
+    return label or None
+
+
+def _short_label(label: str, max_line_chars: int) -> str:
+    """``label`` shortened with ``…`` so that ``"LABEL: "`` takes at most half a line."""
+    room = max(1, max_line_chars // 2 - 2)
+    return label if len(label) <= room else label[: max(0, room - 1)] + "…"
 
 
 def translation_final(final: FinalCaption) -> FinalCaption | None:
@@ -126,6 +168,8 @@ def translation_final(final: FinalCaption) -> FinalCaption | None:
         end=end,
         language="en",
         language_probability=final.language_probability,
+        source=final.source,
+        speaker=final.speaker,
     )
 
 
@@ -134,156 +178,6 @@ def original_final(final: FinalCaption) -> FinalCaption:
     if final.translation is None:
         return final
     return dataclasses.replace(final, translation=None)
-
-
-# --- text units -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Unit:
-    """The smallest piece a line or cue may break before, with its stream-time bounds."""
-
-    text: str
-    start: float
-    end: float
-    space: bool  # a space separates it from the unit before it on the same line
-
-
-def _clean(text: str) -> str:
-    """Valid UTF-8, whitespace (newlines included) turned into spaces, control characters gone."""
-    text = text.encode("utf-8", "replace").decode("utf-8")
-    out = []
-    for ch in text:
-        if ch.isspace():
-            out.append(" ")
-        elif unicodedata.category(ch) != "Cc":
-            out.append(ch)
-    return "".join(out)
-
-
-def _is_wide(ch: str) -> bool:
-    """A CJK character that lines may break around (Hangul excluded: Korean uses spaces)."""
-    o = ord(ch)
-    if 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F:
-        return False
-    return unicodedata.east_asian_width(ch) in ("W", "F")
-
-
-def _is_closing(ch: str) -> bool:
-    return unicodedata.category(ch) in ("Pe", "Pf", "Po")
-
-
-def _is_opening(ch: str) -> bool:
-    return unicodedata.category(ch) in ("Ps", "Pi")
-
-
-def _split_piece(piece: str) -> list[str]:
-    """Split one space-free piece so that every wide character stands alone.
-
-    Closing punctuation sticks to what precedes it and opening brackets to what follows.
-    """
-    subs: list[str] = []
-    buf = ""
-    opening = ""
-    for ch in piece:
-        if not _is_wide(ch):
-            if not buf:
-                buf, opening = opening, ""
-            buf += ch
-        elif _is_closing(ch):
-            if buf:
-                buf += ch
-            elif subs:
-                subs[-1] += ch
-            else:
-                opening += ch
-        elif _is_opening(ch):
-            if buf:
-                subs.append(buf)
-                buf = ""
-            opening += ch
-        else:
-            if buf:
-                subs.append(buf)
-                buf = ""
-            subs.append(opening + ch)
-            opening = ""
-    if buf or opening:
-        subs.append(buf + opening if buf else opening)
-    return subs
-
-
-def _units(spans: Sequence[tuple[str, float, float]], width: int) -> list[_Unit]:
-    """Break timed text spans (words) into units; times are spread over characters."""
-    space_mode = any(_clean(t)[:1] == " " for t, _, _ in spans[1:])
-    raw: list[_Unit] = []
-    for text, start, end in spans:
-        cleaned = _clean(text)
-        pieces = [p for p in cleaned.split(" ") if p]
-        if not pieces:
-            continue
-        parts: list[tuple[str, bool]] = []
-        for k, piece in enumerate(pieces):
-            for m, sub in enumerate(_split_piece(piece)):
-                if m > 0:
-                    parts.append((sub, False))
-                elif k > 0:
-                    parts.append((sub, True))
-                elif space_mode:
-                    parts.append((sub, cleaned[:1] == " "))
-                else:  # words carry no spaces: infer them, except around CJK characters
-                    seam_wide = bool(raw) and (_is_wide(raw[-1].text[-1]) or _is_wide(sub[0]))
-                    parts.append((sub, not seam_wide and not _is_closing(sub[0])))
-        total = sum(len(p) for p, _ in parts)
-        offset = 0
-        for sub, space in parts:
-            s = start + (end - start) * offset / total
-            offset += len(sub)
-            e = start + (end - start) * offset / total
-            raw.append(_Unit(sub, s, e, space))
-    # Glue pieces that may not be broken apart: no space between them and no wide character
-    # at the seam ("10" ",000"), or a piece of closing punctuation alone ("。").
-    merged: list[_Unit] = []
-    for u in raw:
-        if merged and not u.space:
-            prev = merged[-1]
-            seam_wide = _is_wide(prev.text[-1]) or _is_wide(u.text[0])
-            if not seam_wide or all(_is_closing(c) for c in u.text):
-                merged[-1] = _Unit(prev.text + u.text, prev.start, max(prev.end, u.end), prev.space)
-                continue
-        merged.append(u)
-    # Hard-wrap anything longer than a line.
-    out: list[_Unit] = []
-    for u in merged:
-        if len(u.text) <= width:
-            out.append(u)
-            continue
-        n = len(u.text)
-        for k in range(0, n, width):
-            chunk = u.text[k : k + width]
-            s = u.start + (u.end - u.start) * k / n
-            e = u.start + (u.end - u.start) * min(n, k + width) / n
-            out.append(_Unit(chunk, s, e, u.space if k == 0 else False))
-    return out
-
-
-def _ends_sentence(text: str) -> bool:
-    t = text.rstrip(_TRAILING_CLOSERS)
-    return bool(t) and t[-1] in _SENTENCE_END
-
-
-def _ends_clause(text: str) -> bool:
-    t = text.rstrip(_TRAILING_CLOSERS)
-    return bool(t) and t[-1] in _CLAUSE_END
-
-
-def _joined(units: Sequence[_Unit]) -> str:
-    parts: list[str] = []
-    for k, u in enumerate(units):
-        if k and u.space:
-            parts.append(" ")
-        parts.append(u.text)
-    return "".join(parts)
 
 
 # --- the formatter --------------------------------------------------------------------------
@@ -299,10 +193,13 @@ _FILL_COST = 1.0  # times the squared fill of the cue: among equal breaks, balan
 
 
 class CaptionFormatter:
-    """Turns finals into numbered, non-overlapping subtitle cues that keep broadcast norms.
+    """Turns finals into numbered subtitle cues that keep broadcast norms.
 
-    Pure: ``feed()`` in, cues out; the only state is the next cue number and the end of the
-    last cue. One formatter serves one output track (one language), for a whole session.
+    Pure: ``feed()`` in, cues out; the only state is the next cue number and where each
+    speaker's last cue ends. One formatter serves one output track (one language), for a whole
+    session. One speaker's cues never overlap; two speakers talking at once get cues that do
+    (each at its own time, as players show overlapping cues together), instead of the second
+    speaker's words waiting for the first one's cue to end.
     """
 
     def __init__(
@@ -327,7 +224,8 @@ class CaptionFormatter:
         self.min_cue_s = min_cue_s
         self.max_cue_s = max_cue_s
         self._next_index = 1
-        self._last_end = 0.0
+        self._last_ends: dict[str | None, float] = {}  # by speaker label (None: unlabelled)
+        self._width = max_line_chars  # the line width of the final being formatted
 
     @classmethod
     def from_config(cls, out: OutputConfig) -> CaptionFormatter:
@@ -341,19 +239,25 @@ class CaptionFormatter:
 
     @property
     def last_end(self) -> float:
-        """Where the last cue ends (0 before the first); the next cue starts no earlier."""
-        return self._last_end
+        """Where the last cue of any speaker ends (0 before the first); the next cue of the same
+        speaker starts no earlier."""
+        return max(self._last_ends.values(), default=0.0)
 
     def feed(self, final: FinalCaption) -> list[Cue]:
         """The cues for one final (possibly none), numbered on from the previous ones."""
         if not final.text.strip():
             return []
+        label = final_label(final)
+        self._width = self.max_line_chars
+        if label is not None:
+            label = _short_label(label, self.max_line_chars)
+            self._width = max(1, self.max_line_chars - len(label) - 2)
         spans, timed = self._spans(final)
-        units = _units(spans, self.max_line_chars)
+        units = _units(spans, self._width)
         if not units:
             return []
         segments = self._segment(units, timed)
-        return self._timed_cues(units, segments, final.language)
+        return self._timed_cues(units, segments, final.language, label)
 
     # -- steps --
 
@@ -384,7 +288,7 @@ class CaptionFormatter:
 
         Right-to-left greedy filling gives the minimum line count, one unit at a time.
         """
-        width = self.max_line_chars
+        width = self._width
         lines_needed: list[int] = []
         lines, cur = 0, 0
         for j in range(i - 1, -1, -1):
@@ -419,7 +323,7 @@ class CaptionFormatter:
     def _segment(self, units: Sequence[_Unit], timed: bool) -> list[tuple[int, int]]:
         """Split units into cues ``[(j, i), ...]`` of least total cost (dynamic programming)."""
         n = len(units)
-        capacity = float(self.max_lines * self.max_line_chars)
+        capacity = float(self.max_lines * self._width)
         ends = [0] * (n + 1)  # ends[i]: characters in units[:i], spaces included
         for k, u in enumerate(units):
             ends[k + 1] = ends[k] + len(u.text) + (1 if k and u.space else 0)
@@ -455,7 +359,7 @@ class CaptionFormatter:
 
     def _lines(self, units: Sequence[_Unit]) -> tuple[str, ...]:
         """Lay the units of one cue on the fewest lines, balanced, preferring punctuation breaks."""
-        width = self.max_line_chars
+        width = self._width
         one = _joined(units)
         if len(one) <= width:
             return (one,)
@@ -498,12 +402,16 @@ class CaptionFormatter:
         return tuple(out)
 
     def _timed_cues(
-        self, units: Sequence[_Unit], segments: Sequence[tuple[int, int]], language: str
+        self,
+        units: Sequence[_Unit],
+        segments: Sequence[tuple[int, int]],
+        language: str,
+        speaker: str | None = None,
     ) -> list[Cue]:
         cues: list[Cue] = []
         for n, (j, i) in enumerate(segments):
             nat_start, nat_end = units[j].start, units[i - 1].end
-            start = round(max(nat_start, self._last_end), 3)
+            start = round(max(nat_start, self._last_ends.get(speaker, 0.0)), 3)
             end = max(nat_end, start)
             if end - start < self.min_cue_s:
                 room = units[segments[n + 1][0]].start if n + 1 < len(segments) else math.inf
@@ -521,8 +429,9 @@ class CaptionFormatter:
                     end=end,
                     lines=self._lines(units[j:i]),
                     language=language,
+                    speaker=speaker,
                 )
             )
             self._next_index += 1
-            self._last_end = end
+            self._last_ends[speaker] = end
         return cues

@@ -21,6 +21,7 @@ Every error is a :class:`~streamcap.errors.StreamcapError` whose message names t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -144,7 +145,7 @@ class SubtitleFileWriter:
 
     def write_cue(self, cue: Cue) -> Cue:
         """Append ``cue`` under this file's next number and fsync; return the cue as written."""
-        numbered = Cue(self.cues_written + 1, cue.start, cue.end, cue.lines, cue.language)
+        numbered = dataclasses.replace(cue, index=self.cues_written + 1)
         block = numbered.to_srt() if self.kind == "srt" else numbered.to_vtt()
         self._file.append(block, sync=True)
         self.cues_written += 1

@@ -22,8 +22,9 @@ wanted state, which the connection task sends when it can; after a reconnect the
 written again, so no caption is lost by a restart of OBS. A wrong password puts the sink in the
 ``auth_failed`` state with one log line naming ``obs.password``.
 
-The text shown is :attr:`FinalCaption.text` (the transcript, or the original language when
-``asr.translate_keep_original`` is set), so that finals and partials agree.
+Labelled captions (several inputs) show as ``LABEL: text`` in both the text source and the
+CEA-608 captions. The text shown is :attr:`FinalCaption.text` (the transcript, or the original
+language when ``asr.translate_keep_original`` is set), so that finals and partials agree.
 """
 
 from __future__ import annotations
@@ -96,13 +97,28 @@ def flow_words(lines: Iterable[str], words: Iterable[str], width: int) -> list[s
     return out
 
 
+@dataclass(frozen=True)
+class _Shown:
+    """The current partial of one source: its (utterance, revision), label and words."""
+
+    key: tuple[int, int]
+    label: str | None
+    words: list[str]
+
+
 class RollingCaption:
-    """Caption events in, the text to show out: roll-up of the finals plus the partial tail.
+    """Caption events in, the text to show out: roll-up of the finals plus the partial tails.
 
     Finals are wrapped into lines of at most ``max_line_chars`` characters and only the last
     ``lines`` lines are kept; the current partial continues on after them and the last ``lines``
     lines of the whole are shown. A partial of an utterance that already has its final, an older
     revision of the current partial and a repeated final are ignored.
+
+    Labelled captions (several inputs: ``speaker`` or else ``source`` set) start a new line
+    ``LABEL: text`` whenever the label differs from the line before (the same speaker goes on
+    on the same line). Each source keeps its own current partial, so partials of two inputs
+    show at once, one after the other in the order they began. Unlabelled captions are shown as
+    they always were.
     """
 
     def __init__(self, lines: int = 2, max_line_chars: int = 42) -> None:
@@ -115,9 +131,9 @@ class RollingCaption:
         self.lines = lines
         self.max_line_chars = max_line_chars
         self._done: list[str] = []
-        self._partial: list[str] = []
-        self._partial_key: tuple[int, int] | None = None
-        self._last_final_id: int | None = None
+        self._done_label: str | None = None  # the label the last line of _done speaks under
+        self._partials: dict[str | None, _Shown] = {}  # by source (None: unlabelled)
+        self._last_final_id: dict[str | None, int] = {}  # by source
         self._text = ""
 
     @property
@@ -125,45 +141,59 @@ class RollingCaption:
         """The text to show now (lines joined with ``\\n``; empty before any caption)."""
         return self._text
 
+    def _flow(self, lines: list[str], last_label: str | None, label: str | None,
+              words: list[str]) -> list[str]:
+        if label is None or (lines and label == last_label):
+            return flow_words(lines, words, self.max_line_chars)
+        return lines + flow_words([], [f"{label}:", *words], self.max_line_chars)
+
     def feed(self, event: Event) -> str | None:
         """Take one event; return the new text when it changed, else ``None``."""
+        if not isinstance(event, (FinalCaption, PartialCaption)):
+            return None
+        src = event.source
+        if event.utterance_id == self._last_final_id.get(src):
+            return None
+        label = _event_label(event)
         if isinstance(event, FinalCaption):
-            if event.utterance_id == self._last_final_id:
-                return None
-            self._last_final_id = event.utterance_id
+            self._last_final_id[src] = event.utterance_id
             words = caption_words(event.text)
             if words:
-                self._done = flow_words(self._done, words, self.max_line_chars)[-self.lines :]
-            if self._partial_key is not None and self._partial_key[0] == event.utterance_id:
-                self._partial, self._partial_key = [], None
-        elif isinstance(event, PartialCaption):
-            if event.utterance_id == self._last_final_id:
-                return None
-            key = (event.utterance_id, event.revision)
-            if (
-                self._partial_key is not None
-                and key[0] == self._partial_key[0]
-                and key[1] < self._partial_key[1]
-            ):
-                return None
-            self._partial_key = key
-            self._partial = caption_words(event.text)
+                done = self._flow(self._done, self._done_label, label, words)
+                self._done = done[-self.lines :]
+                self._done_label = label
+            shown = self._partials.get(src)
+            if shown is not None and shown.key[0] == event.utterance_id:
+                del self._partials[src]
         else:
-            return None
+            key = (event.utterance_id, event.revision)
+            old = self._partials.get(src)
+            if old is not None and key[0] == old.key[0] and key[1] < old.key[1]:
+                return None
+            self._partials[src] = _Shown(key, label, caption_words(event.text))
         return self._render()
 
     def clear(self) -> str | None:
         """Forget everything shown; return ``""`` when the text changed, else ``None``."""
-        self._done, self._partial, self._partial_key = [], [], None
+        self._done, self._done_label, self._partials = [], None, {}
         return self._render()
 
     def _render(self) -> str | None:
-        shown = flow_words(self._done, self._partial, self.max_line_chars)[-self.lines :]
-        text = "\n".join(shown)
+        shown, last = list(self._done), self._done_label
+        for p in self._partials.values():
+            if p.words:
+                shown, last = self._flow(shown, last, p.label, p.words), p.label
+        text = "\n".join(shown[-self.lines :])
         if text == self._text:
             return None
         self._text = text
         return text
+
+
+def _event_label(event: FinalCaption | PartialCaption) -> str | None:
+    """Who spoke (``speaker``, else ``source``) as one clean line, ``None`` when unlabelled."""
+    raw = event.speaker if event.speaker is not None else event.source
+    return None if raw is None else (" ".join(caption_words(raw)) or None)
 
 
 class Throttle(Generic[T]):
@@ -236,11 +266,17 @@ def caption_chunks(
 ) -> list[StreamCaption]:
     """Cut a final into caption lines of at most ``max_bytes`` UTF-8 bytes at word boundaries.
 
+    A labelled final (several inputs) starts with ``LABEL:`` (``speaker``, else ``source``).
+
     Each line is held for its share (by characters) of the final's duration, clamped to
     ``min_hold_s..max_hold_s``; a final with no usable duration reads at 15 characters a second.
     """
     pieces: list[str] = []
-    for word in caption_words(final.text):
+    words = caption_words(final.text)
+    label = _event_label(final)
+    if words and label is not None:
+        words = [*caption_words(label + ":"), *words]
+    for word in words:
         for part in _split_bytes(word, max_bytes):
             joined = f"{pieces[-1]} {part}" if pieces else part
             if pieces and len(joined.encode("utf-8")) <= max_bytes:

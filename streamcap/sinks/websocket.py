@@ -4,8 +4,9 @@ The protocol is documented in ``docs/protocol.md``. Its rules (envelope, replay,
 queue and drop policy, request checks, hello) live in :mod:`.ws_protocol`, which does no I/O;
 this module is the asyncio shell that runs them on ``websockets.asyncio.server``:
 
-* :class:`CaptionServer` serves WebSocket clients on ``/`` and ``/healthz``, ``/metrics`` and
-  ``/overlay`` over HTTP, all on one port;
+* :class:`CaptionServer` serves WebSocket clients on ``/`` and ``/healthz``, ``/metrics``,
+  ``/overlay`` and the session transcript (``/transcript`` and its ``.json``, ``.srt``, ``.vtt``
+  and ``.txt`` downloads, see :mod:`.transcript`) over HTTP, all on one port;
 * one relay task per client writes that client's queue to its socket, so a slow client never
   slows the engine or the other clients.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import logging
 import math
 import socket
@@ -42,6 +44,14 @@ from ..errors import ConfigError
 from ..events import Event, FinalCaption, PartialCaption, Session, StatusEvent
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..metrics import Metrics
+from .transcript import (
+    CONTENT_TYPES,
+    TRANSCRIPT_ROUTES,
+    TranscriptLog,
+    View,
+    download_name,
+    transcript_document,
+)
 from .ws_protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_MESSAGE_TOO_BIG,
@@ -115,6 +125,11 @@ def _peer(ws: ServerConnection) -> str:
     return str(addr)
 
 
+def _local_tz() -> datetime.tzinfo:
+    """This machine's time zone now (the clock times of the .txt download)."""
+    return datetime.datetime.now().astimezone().tzinfo or datetime.timezone.utc
+
+
 def _single_header(headers: Headers, name: str) -> str | None:
     values = headers.get_all(name)
     if len(values) > 1:
@@ -123,8 +138,9 @@ def _single_header(headers: Headers, name: str) -> str | None:
 
 
 class CaptionServer:
-    """Serves captions over WebSocket and ``/healthz``, ``/metrics``, ``/overlay`` over HTTP,
-    all on one port; a :class:`~streamcap.sinks.base.Sink`.
+    """Serves captions over WebSocket and ``/healthz``, ``/metrics``, ``/overlay`` and
+    ``/transcript`` (with its downloads) over HTTP, all on one port; a
+    :class:`~streamcap.sinks.base.Sink`.
 
     ``publish(event)`` runs on the event loop thread (a caller on another thread hands events
     over with ``loop.call_soon_threadsafe``). Events published while no client is connected
@@ -170,6 +186,9 @@ class CaptionServer:
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._overlay, self._overlay_csp = load_overlay()
+        self._page, self._page_csp = load_overlay("transcript.html")
+        self._transcript = TranscriptLog(cfg.transcript_finals)
+        self._documents: dict[tuple[str, str], tuple[tuple[str, int, int], bytes]] = {}
         self._local_names = {socket.gethostname().lower()}
         self._port = cfg.port
         m = self.metrics
@@ -303,12 +322,16 @@ class CaptionServer:
         if isinstance(event, StatusEvent):
             event = dataclasses.replace(event, clients=len(self._clients))
             m.observe_status(event.lag, event.rtf, event.dropped_frames)
+            m.observe_inputs(event.inputs)
         elif isinstance(event, (PartialCaption, FinalCaption)):
             m.observe_caption_latency(event.type, now - (self.session.epoch + event.end))
+            if isinstance(event, FinalCaption):
+                m.finals.labels(source=event.source or "").inc()
         msg = self._env.seal(event, now)
         m.events.labels(type=msg.type).inc()
-        if msg.type == "final":
+        if isinstance(event, FinalCaption):
             self._replay.append(msg)
+            self._transcript.append(msg.seq, event)
         for c in list(self._clients):
             self._offer(c, msg)
 
@@ -378,7 +401,9 @@ class CaptionServer:
     def _text(self, status: int, text: str) -> Response:
         return self._respond(status, (text + "\n").encode("utf-8"), "text/plain; charset=utf-8")
 
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+    def _process_request(
+        self, ws: ServerConnection, request: Request
+    ) -> Response | Coroutine[Any, Any, Response] | None:
         if self.api is not None:
             from ..api.http import answer_get
             from ..api.service import is_api_path
@@ -414,8 +439,40 @@ class CaptionServer:
                 ("Content-Security-Policy", overlay_csp(self._overlay_csp, checked.host)),
                 ("Referrer-Policy", "no-referrer"),
             ))
+        if checked.route in TRANSCRIPT_ROUTES:
+            return self._transcript_response(checked.route, checked.host, checked.view)
         self._params[ws] = checked.params
         return None
+
+    async def _transcript_response(self, route: str, host: str, view: View) -> Response:
+        """The transcript page, its JSON, or a download built from the kept finals.
+
+        Documents are rendered on a worker thread from a snapshot of the finals (5000 finals
+        take seconds), so live captions keep flowing; the last rendering of each route and
+        view is kept until a final arrives.
+        """
+        if route == "/transcript":
+            return self._respond(200, self._page, "text/html; charset=utf-8", (
+                ("Content-Security-Policy", overlay_csp(self._page_csp, host)),
+                ("Referrer-Policy", "no-referrer"),
+            ))
+        log = self._transcript
+        head = self._env.head
+        stamp = (self.session.id, log.appended, head if route == "/transcript.json" else 0)
+        cached = self._documents.get((route, view))
+        if cached is not None and cached[0] == stamp:
+            body = cached[1]
+        else:
+            entries, dropped, session = log.entries, log.dropped, self.session
+            text = await asyncio.to_thread(transcript_document, route, entries, session, head,
+                                           view, dropped, _local_tz())
+            body = text.encode("utf-8")
+            self._documents[(route, view)] = (stamp, body)
+        extra: tuple[tuple[str, str], ...] = ()
+        if route != "/transcript.json":
+            name = download_name(self.session, route)
+            extra = (("Content-Disposition", f'attachment; filename="{name}"'),)
+        return self._respond(200, body, CONTENT_TYPES[route], extra)
 
     # -- WebSocket -----------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from .. import __version__
 from ..config import ServerConfig
 from ..errors import ProtocolError
 from ..events import Event, FinalCaption, PartialCaption, Session
+from .transcript import TRANSCRIPT_ROUTES, VIEWS, View
 
 PROTOCOL_VERSION: Final = 1
 
@@ -54,7 +55,9 @@ SUPERSEDED: Final = frozenset({"partial", "status"})
 DROPPABLE: Final = frozenset({"partial", "status", "vad"})
 EVENT_TYPES: Final = frozenset({"partial", "final", "vad", "status", "error"})
 QUERY_PARAMS: Final = ("events", "last", "session", "since", "token")
-ROUTES: Final = ("/", "/healthz", "/metrics", "/overlay")
+ROUTES: Final = ("/", "/healthz", "/metrics", "/overlay", *TRANSCRIPT_ROUTES)
+#: query parameters of the transcript page and downloads (``show``: see :mod:`.transcript`)
+TRANSCRIPT_PARAMS: Final = ("labels", "show", "token")
 
 _SESSION_RE = re.compile(r"[0-9A-Za-z_-]{1,64}")
 _HOSTNAME_RE = re.compile(r"[0-9a-z]([0-9a-z.-]{0,252})?")
@@ -334,6 +337,7 @@ class Checked:
     route: str
     host: str
     params: ClientParams = ClientParams()
+    view: View = "text"  # transcript routes: what to show of a translated final
 
 
 def _split_host(host: str) -> tuple[str, str | None]:
@@ -406,8 +410,7 @@ def _parse_query(query: str, cfg: ServerConfig) -> tuple[ClientParams, str | Non
     return params, seen.get("token")
 
 
-def check_token(cfg: ServerConfig, authorization: str | None, query_token: str | None) -> None:
-    """Refuse (401) a request without ``server.token`` when one is set."""
+def _check_token(cfg: ServerConfig, authorization: str | None, query_token: str | None) -> None:
     if cfg.token is None:
         return
     given: str | None = None
@@ -422,6 +425,48 @@ def check_token(cfg: ServerConfig, authorization: str | None, query_token: str |
         raise RequestRejected(401, "missing token (send 'Authorization: Bearer TOKEN' or ?token=)")
     if not hmac.compare_digest(given.encode("utf-8", "replace"), cfg.token.encode("utf-8")):
         raise RequestRejected(401, "wrong token")
+
+
+def _check_origin(origin: str | None, clean_host: str, cfg: ServerConfig) -> None:
+    """A browser request must come from this server's own pages or an allowed origin."""
+    if origin is None:
+        return
+    o = _norm_origin(origin)
+    own = {f"http://{clean_host}", f"https://{clean_host}"}
+    allowed = {_norm_origin(a) for a in cfg.allowed_origins}
+    if o not in own and o not in allowed:
+        raise RequestRejected(
+            403,
+            f"Origin {origin[:80]!r} is not allowed (only this server's own pages and "
+            "server.allowed_origins)",
+        )
+
+
+def _parse_transcript_query(query: str, route: str) -> tuple[View, str | None]:
+    """``show``, ``labels`` and ``token`` of a transcript route (``show=both`` only where a
+    final can show two texts: the page, its JSON and the .txt download)."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, max_num_fields=len(TRANSCRIPT_PARAMS))
+    except ValueError:
+        raise RequestRejected(400, "too many query parameters") from None
+    seen: dict[str, str] = {}
+    for k, v in pairs:
+        if k not in TRANSCRIPT_PARAMS:
+            raise RequestRejected(400, f"unknown query parameter {k[:40]!r} "
+                                  f"(known: {', '.join(TRANSCRIPT_PARAMS)})")
+        if k in seen:
+            raise RequestRejected(400, f"query parameter {k!r} given twice")
+        seen[k] = v
+    show = seen.get("show", "text")
+    if show not in VIEWS:
+        raise RequestRejected(400, f"show: expected one of {', '.join(VIEWS)}, got {show[:40]!r}")
+    if show == "both" and route in ("/transcript.srt", "/transcript.vtt"):
+        raise RequestRejected(400, "show: 'both' is for the page and .txt; "
+                              "use 'text' or 'translation' for subtitles")
+    if seen.get("labels", "1") not in ("0", "1"):
+        raise RequestRejected(400, f"labels: expected 0 or 1, got {seen['labels'][:40]!r}")
+    view: View = "text" if show == "text" else "translation" if show == "translation" else "both"
+    return view, seen.get("token")
 
 
 def check_host(host: str | None, cfg: ServerConfig, local_names: Iterable[str] = ()) -> str:
@@ -452,17 +497,15 @@ def check_host(host: str | None, cfg: ServerConfig, local_names: Iterable[str] =
     return f"{name}:{port}" if port else name
 
 
-def check_origin(origin: str, clean_host: str, cfg: ServerConfig) -> None:
-    """Admit an ``Origin`` only from this server's own pages or ``server.allowed_origins``."""
-    o = _norm_origin(origin)
-    own = {f"http://{clean_host}", f"https://{clean_host}"}
-    allowed = {_norm_origin(a) for a in cfg.allowed_origins}
-    if o not in own and o not in allowed:
-        raise RequestRejected(
-            403,
-            f"Origin {origin[:80]!r} is not allowed (only this server's /overlay and "
-            "server.allowed_origins)",
-        )
+def check_origin(origin: str | None, clean_host: str, cfg: ServerConfig) -> None:
+    """A browser request (``Origin`` given) must come from this server's pages or
+    ``server.allowed_origins`` (the rule of ``/``; the transcription API uses it too)."""
+    _check_origin(origin, clean_host, cfg)
+
+
+def check_token(cfg: ServerConfig, authorization: str | None, query_token: str | None) -> None:
+    """Refuse (401) a request without ``server.token`` when one is set."""
+    _check_token(cfg, authorization, query_token)
 
 
 def check_request(
@@ -483,7 +526,8 @@ def check_request(
     server's own pages (``http(s)://<Host>``) or ``server.allowed_origins``; requests without
     ``Origin`` (OBS, scripts) are admitted. With ``server.token`` set, ``/`` and ``/metrics``
     need it (``Authorization: Bearer`` or ``?token=``); ``/healthz`` and ``/overlay`` (which
-    holds no captions) do not.
+    holds no captions) do not. The transcript routes (``/transcript`` and its ``.json``,
+    ``.srt``, ``.vtt``, ``.txt``) follow the rules of ``/``: Origin, then token.
     """
     if method != "GET":
         raise RequestRejected(405, f"method {method[:20]!r} not allowed (only GET)")
@@ -491,15 +535,20 @@ def check_request(
     route = parts.path
     if route not in ROUTES:
         raise RequestRejected(
-            404, f"no such path {route[:60]!r} (try / /healthz /metrics /overlay)"
+            404, f"no such path {route[:60]!r} (try / /healthz /metrics /overlay /transcript)"
         )
     clean_host = check_host(host, cfg, local_names)
     if route in ("/healthz", "/overlay"):
         return Checked(route, clean_host)
+    if route in TRANSCRIPT_ROUTES:
+        view, query_token = _parse_transcript_query(parts.query, route)
+        _check_origin(origin, clean_host, cfg)
+        _check_token(cfg, authorization, query_token)
+        return Checked(route, clean_host, view=view)
     params, query_token = _parse_query(parts.query, cfg)
-    if route == "/" and origin is not None:
-        check_origin(origin, clean_host, cfg)
-    check_token(cfg, authorization, query_token)
+    if route == "/":
+        _check_origin(origin, clean_host, cfg)
+    _check_token(cfg, authorization, query_token)
     if route == "/metrics":
         return Checked(route, clean_host)
     return Checked(route, clean_host, params)
@@ -513,9 +562,10 @@ def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
-def load_overlay() -> tuple[bytes, str]:
-    """The overlay page and the script/style source list of its Content-Security-Policy."""
-    html = resources.files("streamcap.sinks").joinpath("overlay.html").read_text("utf-8")
+def load_overlay(name: str = "overlay.html") -> tuple[bytes, str]:
+    """A page of this package (the overlay by default) and the script/style source list of
+    its Content-Security-Policy."""
+    html = resources.files("streamcap.sinks").joinpath(name).read_text("utf-8")
     scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
     styles = re.findall(r"<style>(.*?)</style>", html, re.S)
     policy = (

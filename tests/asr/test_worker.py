@@ -7,44 +7,13 @@ import time
 
 import numpy as np
 from support.model import timeout
+from support.scripted import SlowSource, voiced
 
-from streamcap.asr.decoder import DecodeRequest, Hypothesis
-from streamcap.asr.worker import EngineWorker
+from streamcap.asr.worker import EngineWorker, WorkerStopped
 from streamcap.config import from_dict
 from streamcap.engine import CaptionEngine
-from streamcap.events import SAMPLE_RATE, Event, FinalCaption, Word
-
-
-class SlowSource:
-    """A scripted hypothesis source that takes `delay` seconds per decode."""
-
-    multilingual = False
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.requests: list[DecodeRequest] = []
-        self.decode_seconds = 0.0
-
-    def retune(self, cfg: object) -> None:
-        pass
-
-    def decode(self, req: DecodeRequest) -> Hypothesis:
-        self.requests.append(req)
-        time.sleep(self.delay)
-        self.decode_seconds += self.delay
-        end = req.offset + len(req.audio) / SAMPLE_RATE
-        words = () if req.prefix else (Word(" hello", req.offset, req.offset + 0.3, 0.9, False),)
-        return Hypothesis(words=words, audio_end=end)
-
-
-
-def voiced(seconds: float) -> np.ndarray:
-    """A buzzy vowel-like signal that webrtcvad classifies as speech."""
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    f0 = 120 + 10 * np.sin(2 * np.pi * 3 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-    sig = sum(np.sin(k * phase) / k for k in range(1, 30))
-    return (0.3 * sig).astype(np.float32)
+from streamcap.events import SAMPLE_RATE, Event, FinalCaption
+from streamcap.multi import Lane, MultiEngine
 
 
 def test_queue_is_bounded_and_drops_are_counted() -> None:
@@ -123,3 +92,101 @@ def test_dropped_audio_keeps_stream_time_and_lag_honest() -> None:
     assert worker.engine.samples_in == len(audio) and worker.lag_s == 0
     (final,) = [e for e in events if isinstance(e, FinalCaption)]
     assert final.start >= 3.0 - 0.35  # the kept second, minus the VAD pre-roll
+
+
+def test_an_input_that_ends_is_finalised_while_the_other_carries_on() -> None:
+    """With two inputs, end_input(0) finalises input 0's utterance in flight at once; input 1
+    keeps its utterance open until the worker stops."""
+    events: list[Event] = []
+    lock = threading.Lock()
+
+    def on_event(e: Event) -> None:
+        with lock:
+            events.append(e)
+
+    multi = MultiEngine([Lane("A", CaptionEngine(from_dict({}), SlowSource(word=" a"))),
+                         Lane("B", CaptionEngine(from_dict({}), SlowSource(word=" b")))])
+    worker = EngineWorker(multi, on_event, 30.0)
+    worker.start()
+    worker.submit(voiced(2.0), 0)
+    worker.submit(voiced(2.0), 1)
+    worker.end_input(0)
+
+    def finals() -> list[tuple[str | None, str]]:
+        with lock:
+            return [(e.source, e.text) for e in events if isinstance(e, FinalCaption)]
+
+    deadline = time.monotonic() + timeout(10)
+    while ("A", "a") not in finals() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert finals() == [("A", "a")]
+    assert worker.stop(timeout(30))
+    assert finals() == [("A", "a"), ("B", "b")]
+
+
+def test_a_backend_outage_marks_the_worker_degraded_and_loses_no_final() -> None:
+    """Decodes that raise BackendUnavailable make the worker degraded and wait; once the backend
+    answers the pending final comes out, once, and degraded clears."""
+    events: list[Event] = []
+    src = SlowSource(fail=5, retry_after_s=0.05)
+    worker = EngineWorker(CaptionEngine(from_dict({}), src), events.append, 30.0)
+    worker.start()
+    worker.submit(np.concatenate([voiced(0.25), np.zeros(SAMPLE_RATE, np.float32)]))
+    deadline = time.monotonic() + timeout(10)
+    while src.failed < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert worker.stop(timeout(30))
+    assert src.failed == 5 and worker.degraded is None and worker.error is None
+    assert [e.text for e in events if isinstance(e, FinalCaption)] == ["hello"]
+
+
+class CountingJob:
+    """A background job of ``steps`` steps that records when it ran and how it ended."""
+
+    def __init__(self, steps: int, boom: bool = False) -> None:
+        self.left = steps
+        self.boom = boom
+        self.ran = 0
+        self.failed: BaseException | None = None
+        self.done = threading.Event()
+
+    def step(self) -> bool:
+        if self.boom:
+            raise ValueError("not audio")
+        self.ran += 1
+        self.left -= 1
+        if self.left == 0:
+            self.done.set()
+        return self.left == 0
+
+    def fail(self, exc: BaseException) -> None:
+        self.failed = exc
+        self.done.set()
+
+
+def test_background_jobs_run_step_by_step_and_a_bad_job_fails_alone() -> None:
+    """A job runs all its steps while live captioning is idle; a job that raises gets its error
+    and the worker (and the next job) carry on."""
+    worker = EngineWorker(CaptionEngine(from_dict({}), SlowSource()), lambda e: None, 30.0)
+    worker.start()
+    bad, good = CountingJob(1, boom=True), CountingJob(3)
+    worker.submit_job(bad)
+    worker.submit_job(good)
+    assert good.done.wait(timeout(10)) and bad.done.is_set()
+    assert isinstance(bad.failed, ValueError) and good.ran == 3 and good.failed is None
+    assert worker.alive
+    assert worker.stop(timeout(10))
+
+
+def test_jobs_still_waiting_or_submitted_after_stop_are_failed() -> None:
+    """Stopping the worker fails the jobs it will never run, and a job submitted to a stopped
+    worker fails at once (nobody waits forever)."""
+    worker = EngineWorker(CaptionEngine(from_dict({}), SlowSource()), lambda e: None, 30.0)
+    late = CountingJob(1)
+    worker.submit_job(late)  # never started
+    assert isinstance(late.failed, WorkerStopped)
+    worker.start()
+    assert worker.stop(timeout(10))
+    after = CountingJob(1)
+    worker.submit_job(after)
+    assert isinstance(after.failed, WorkerStopped)

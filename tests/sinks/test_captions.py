@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -24,9 +25,11 @@ from streamcap.sinks.captions import (
 
 
 def check_rules(cues: list[Cue], fm: CaptionFormatter, *, first_index: int = 1) -> None:
-    """The broadcast rules every stream of cues must keep (see the module docstring)."""
-    prev_end = -1.0
+    """The broadcast rules every stream of cues must keep (see the module docstring); one
+    speaker's cues never overlap (two speakers' may)."""
+    prev_ends: dict[str | None, float] = {}
     for n, cue in enumerate(cues):
+        prev_end = prev_ends.get(cue.speaker, -1.0)
         assert cue.index == first_index + n
         assert 1 <= len(cue.lines) <= fm.max_lines
         for line in cue.lines:
@@ -35,8 +38,10 @@ def check_rules(cues: list[Cue], fm: CaptionFormatter, *, first_index: int = 1) 
         assert cue.start >= prev_end - 1e-9, "cues must not overlap or go backwards"
         assert cue.end > cue.start
         assert cue.end - cue.start <= fm.max_cue_s + 1e-9
-        prev_end = cue.end
+        prev_ends[cue.speaker] = cue.end
     for a, b in itertools.pairwise(cues):
+        if a.speaker != b.speaker:
+            continue
         # Shorter than min_cue_s only where the next cue leaves no room.
         if a.end - a.start < fm.min_cue_s - 1e-9:
             assert b.start == pytest.approx(a.end, abs=1e-6)
@@ -322,3 +327,75 @@ def test_bad_settings_are_refused_naming_the_key() -> None:
         CaptionFormatter(min_cue_s=8.0, max_cue_s=7.0)
     with pytest.raises(ConfigError, match=r"output\.max_lines"):
         CaptionFormatter(max_lines=0)
+
+
+# --- labelled finals (several inputs) --------------------------------------------------------
+
+
+def _labelled(words: list[Word], uid: int, source: str | None, speaker: str | None = None
+              ) -> FinalCaption:
+    return dataclasses.replace(final_of(words, uid=uid), source=source, speaker=speaker)
+
+
+def test_labelled_final_gets_an_srt_prefix_and_a_webvtt_voice() -> None:
+    """A labelled final's SRT cues start ``LABEL: `` (speaker over source) and its WebVTT cues
+    carry the label as the voice that webvtt-py reads back, with the line limit kept."""
+    fm = CaptionFormatter(max_line_chars=32, max_lines=2)
+    words = timed([f" word{i}" for i in range(30)], 0.0, 0.25, 0.05)
+    cues = fm.feed(_labelled(words, 1, "Others", "Others 2"))
+    assert len(cues) >= 2
+    subs = list(srt.parse("".join(c.to_srt() for c in cues)))
+    assert [s.content.split("\n")[0].split(": ")[0] for s in subs] == ["Others 2"] * len(cues)
+    assert all(len(line) <= 32 for s in subs for line in s.content.split("\n"))
+    doc = webvtt.from_string(VTT_HEADER + "".join(c.to_vtt() for c in cues))
+    assert [c.voice for c in doc.captions] == ["Others 2"] * len(cues)
+    assert " ".join(c.text.replace("\n", " ") for c in doc.captions).split() == [
+        w.text.strip() for w in words
+    ]
+    only_source = fm.feed(_labelled(timed([" hi", " there"], 20.0), 2, "You"))
+    assert only_source[0].to_srt().split("\n")[2] == "You: hi there"
+
+
+def test_cues_never_mix_two_speakers() -> None:
+    """Finals of two speakers, even overlapping in time, give cues each holding one speaker's
+    words only; one speaker's cues never overlap, while the second speaker's cue starts when
+    that speaker spoke (not when the first speaker's cue ends)."""
+    fm = CaptionFormatter()
+    a = _labelled(timed([" alpha", " beta", " gamma"], 0.0), 1, "You")
+    b = _labelled(timed([" one", " two", " three"], 0.4), 2, "Others")
+    c = _labelled(timed([" delta"], 2.0), 3, "You")
+    cues = [cue for f in (a, b, c) for cue in fm.feed(f)]
+    check_rules(cues, fm)
+    said = {"You": {"alpha", "beta", "gamma", "delta"}, "Others": {"one", "two", "three"}}
+    assert [c.start for c in cues if c.speaker == "Others"] == [0.4]
+    assert cues[0].end > 0.4  # the two speakers' cues overlap in time
+    for cue in cues:
+        assert cue.speaker is not None
+        assert set(cue.text.split()) <= said[cue.speaker], cue
+
+
+def test_unlabelled_and_blank_labels_keep_todays_output() -> None:
+    """A final without labels, or with a blank label, renders exactly as an unlabelled one; a
+    hostile label is cleaned to one line, shortened, and escaped in WebVTT."""
+    words = timed([" hello", " world"], 1.0)
+    plain = CaptionFormatter().feed(final_of(words))
+    blank = CaptionFormatter().feed(_labelled(words, 1, " \n "))
+    assert [c.to_srt() for c in blank] == [c.to_srt() for c in plain]
+    assert plain[0].speaker is None and "<v" not in plain[0].to_vtt()
+    assert plain[0].to_srt().split("\n")[2] == "hello world"
+    hostile = CaptionFormatter(max_line_chars=20).feed(
+        _labelled(words, 1, "<b>Evil\n--> 00:00:00,000 & co very long name</b>"))
+    vtt = hostile[0].to_vtt()
+    assert "<b>" not in vtt and "\n-->" not in vtt
+    voice = webvtt.from_string(VTT_HEADER + vtt).captions[0].voice
+    assert voice is not None and voice.startswith("&lt;b&gt;Evil") and voice.endswith("…")
+    for s in srt.parse(hostile[0].to_srt()):
+        assert s.content.split(": ")[0].endswith("…")
+        assert all(len(line) <= 20 for line in s.content.split("\n"))
+
+
+def test_translation_keeps_the_label() -> None:
+    """The translation view of a labelled final keeps its source and speaker."""
+    f = dataclasses.replace(_labelled(timed([" hola"], 0.0), 1, "Others"), translation="hello")
+    tr = translation_final(f)
+    assert tr is not None and (tr.source, tr.speaker, tr.text) == ("Others", None, "hello")

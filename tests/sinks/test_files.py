@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -350,3 +351,33 @@ def test_writing_after_close_is_an_error_and_close_is_idempotent(tmp_path: Path)
     sf.close()
     with pytest.raises(StreamcapError, match="closed"):
         sf.write(VadEvent("speech_start", 0.0, 1))
+
+
+def test_labelled_finals_in_srt_webvtt_and_jsonl(tmp_path: Path) -> None:
+    """With two labelled inputs the SRT cues start with the label, the WebVTT cues carry it as
+    the voice, and the JSON Lines keep source and speaker (absent when unlabelled)."""
+    you = timed([" good", " morning", " all"], 0.0)
+    them = timed([" hello", " there"], 0.5)
+    plain = timed([" no", " label"], 5.0)
+    events: list[Event] = [
+        PartialCaption(1, 1, tuple(you[:2]), 0.0, 0.6, source="You", speaker="You"),
+        PartialCaption(2, 1, tuple(them[:1]), 0.5, 0.8, source="Others", speaker="Others"),
+        VadEvent("speech_end", 1.0, 1, source="You"),
+        dataclasses.replace(final_of(you, uid=1), source="You", speaker="You"),
+        dataclasses.replace(final_of(them, uid=2), source="Others", speaker="Others 2"),
+        final_of(plain, uid=3),
+    ]
+    with CaptionFiles(tmp_path / "a.srt", tmp_path / "a.vtt", tmp_path / "a.jsonl") as files:
+        for ev in events:
+            files.write(ev)
+    assert [s.content for s in srt_cues(tmp_path / "a.srt")] == [
+        "You: good morning all", "Others 2: hello there", "no label"]
+    assert [(c.voice, c.text) for c in vtt_cues(tmp_path / "a.vtt")] == [
+        ("You", "good morning all"), ("Others 2", "hello there"), (None, "no label")]
+    lines = (tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [event_from_json(line).to_dict() for line in lines] == [e.to_dict() for e in events]
+    dicts = [json.loads(line) for line in lines]
+    assert [(d.get("source"), d.get("speaker")) for d in dicts] == [
+        ("You", "You"), ("Others", "Others"), ("You", None), ("You", "You"),
+        ("Others", "Others 2"), (None, None)]
+    assert "source" not in dicts[-1] and "speaker" not in dicts[-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import os
@@ -637,3 +638,41 @@ def test_cea608_decoder_reads_printable_pairs() -> None:
     assert cea608_text(pairs) == "HELLO"
     assert cea608_text(b"") == ""
 
+
+
+# --- labelled captions (several inputs) ------------------------------------------------------
+
+
+def _labelled(ev: FinalCaption | PartialCaption, source: str, speaker: str | None = None
+              ) -> Any:
+    return dataclasses.replace(ev, source=source, speaker=speaker or source)
+
+
+def test_rolling_caption_shows_labels_and_one_partial_per_source() -> None:
+    """Labelled captions show as ``LABEL: text``; partials of two inputs show at once, each on
+    its own line, and a final replaces only its own source's partial."""
+    rc = RollingCaption(lines=4, max_line_chars=40)
+    assert rc.feed(_labelled(_partial(1, 1, "hello there"), "You")) == "You: hello there"
+    assert rc.feed(_labelled(_partial(2, 1, "good morning"), "Others")) == (
+        "You: hello there\nOthers: good morning")
+    assert rc.feed(_labelled(_partial(1, 0, "stale"), "You")) is None
+    assert rc.feed(_labelled(_final(1, "hello there friend"), "You")) == (
+        "You: hello there friend\nOthers: good morning")
+    assert rc.feed(_labelled(_final(3, "and more"), "You")) == (
+        "You: hello there friend and more\nOthers: good morning")
+    assert rc.feed(_labelled(_final(2, "good morning all"), "Others", "Others 2")) == (
+        "You: hello there friend and more\nOthers 2: good morning all")
+    assert rc.feed(_labelled(_partial(2, 5, "late partial"), "Others")) is None
+
+
+def test_caption_chunks_start_with_the_label() -> None:
+    """A labelled final's CEA-608 lines start ``LABEL:`` and still fit 32 bytes; an unlabelled
+    final's lines do not change."""
+    text = "ask not what your country can do for you"
+    plain = caption_chunks(_final(1, text, 0.0, 3.0))
+    pieces = caption_chunks(_labelled(_final(1, text, 0.0, 3.0), "Others", "Others 2"))
+    assert pieces[0].text.startswith("Others 2: ask")
+    assert all(len(p.text.encode()) <= CAPTION_LINE_BYTES for p in pieces)
+    assert " ".join(p.text for p in pieces).split() == ["Others", "2:", *text.split()]
+    assert " ".join(p.text for p in plain).split() == text.split()
+    assert caption_chunks(_labelled(_final(2, "  "), "You")) == []

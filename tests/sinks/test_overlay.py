@@ -2,119 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import io
-import itertools
-import json
-import shutil
-import subprocess
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 from PIL import Image
+from support.chromium import CHROMIUM, chromium_page, count_rgb
 from support.events import final, partial
 from support.timing import run, unit
-from websockets.asyncio.client import ClientConnection, connect
 
 from streamcap.config import ServerConfig
 from streamcap.events import Session
 from streamcap.sinks.websocket import CaptionServer, HelloInfo
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FINAL_RGB = (255, 0, 255)
 PARTIAL_RGB = (0, 255, 0)
-
-
-class Cdp:
-    """A minimal DevTools-protocol client for one page (flattened session)."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.ids = itertools.count(1)
-        self.session: str | None = None
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        msg_id = next(self.ids)
-        msg: dict[str, Any] = {"id": msg_id, "method": method, "params": params}
-        if self.session is not None:
-            msg["sessionId"] = self.session
-        await self.ws.send(json.dumps(msg))
-        while True:
-            reply = json.loads(await asyncio.wait_for(self.ws.recv(), 20 * unit()))
-            if reply.get("id") == msg_id:
-                if "error" in reply:
-                    raise AssertionError(f"{method}: {reply['error']}")
-                result: dict[str, Any] = reply["result"]
-                return result
-
-    async def eval(self, expr: str) -> Any:
-        r = await self.call("Runtime.evaluate", expression=expr, returnByValue=True)
-        return r["result"].get("value")
-
-    async def wait_for(self, expr: str, units: float, what: str) -> Any:
-        deadline = time.monotonic() + units * unit()
-        while True:
-            value = await self.eval(expr)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.1)
-
-
-@contextlib.asynccontextmanager
-async def chromium_page(url: str, tmp: Path) -> AsyncIterator[Cdp]:
-    assert CHROMIUM is not None
-    profile = tmp / "profile"
-    profile.mkdir()
-    log = (tmp / "chromium.log").open("wb")
-    proc = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}",
-         "--remote-debugging-port=0", "--window-size=1280,360", "about:blank"],
-        stdout=log, stderr=log,
-    )
-    try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30 * unit()
-        while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
-            assert proc.poll() is None, f"chromium exited early, see {tmp / 'chromium.log'}"
-            assert time.monotonic() < deadline, "chromium did not open its DevTools port"
-            await asyncio.sleep(0.1)
-        port, path = port_file.read_text().splitlines()[:2]
-        async with connect(f"ws://127.0.0.1:{port}{path}", max_size=None) as ws:
-            cdp = Cdp(ws)
-            target = await cdp.call("Target.createTarget", url="about:blank")
-            attached = await cdp.call("Target.attachToTarget", targetId=target["targetId"],
-                                      flatten=True)
-            cdp.session = attached["sessionId"]
-            await cdp.call("Emulation.setDeviceMetricsOverride", width=1280, height=360,
-                           deviceScaleFactor=1, mobile=False)
-            await cdp.call("Page.navigate", url=url)
-            yield cdp
-            cdp.session = None
-            with contextlib.suppress(Exception):
-                await cdp.call("Browser.close")
-    finally:
-        try:
-            proc.wait(timeout=10 * unit())
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def count_rgb(png: bytes, rgb: tuple[int, int, int]) -> int:
-    img = Image.open(io.BytesIO(png)).convert("RGB")
-    pixels = np.asarray(img).reshape(-1, 3)
-    return int(np.count_nonzero((pixels == np.array(rgb, dtype=np.uint8)).all(axis=1)))
 
 
 @pytest.mark.system
@@ -180,6 +84,65 @@ def test_overlay_in_headless_chromium_shows_captions_and_resumes(tmp_path: Path)
                 server.publish(final(5, "And live again"))
                 await page.wait_for(f"{finals_js}.includes('And live again')", 20,
                                     "a live final after reconnecting")
+        finally:
+            await server.stop()
+
+    run(main(), units=150)
+
+
+@pytest.mark.system
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_overlay_labels_speakers_in_colours_with_one_partial_per_input(tmp_path: Path) -> None:
+    """With two labelled inputs the overlay starts each line with its speaker's label in a
+    colour of that speaker's own, shows the partials of both inputs at once (a final replaces
+    only its own input's partial), hides labels with labels=0 and shows translations with
+    show=translation."""
+    server = CaptionServer(
+        ServerConfig(host="127.0.0.1", port=0),
+        Session("overlaylabels1", time.time()),
+        HelloInfo("tiny.en", "en", "test"),
+        close_timeout=1.0,
+    )
+    lines_js = "Array.from(document.querySelectorAll('#box > div'), e => e.textContent)"
+    who_js = ("Array.from(document.querySelectorAll('#box .who'), "
+              "e => [e.textContent, getComputedStyle(e).color])")
+
+    async def main() -> None:
+        await server.start()
+        base = f"http://127.0.0.1:{server.port}/overlay?bg=000000&lines=4&size=32"
+        try:
+            server.publish(final(1, "Hello from my side", source="You"))
+            server.publish(final(2, "Hola desde aqui", source="Others", speaker="Others 2",
+                                 translation="Hello from here"))
+            async with chromium_page(base, tmp_path) as page:
+                shown = await page.wait_for(f"{lines_js}.length >= 2 && {lines_js}", 30,
+                                            "the labelled finals")
+                assert shown == ["You:Hello from my side", "Others 2:Hola desde aqui"]
+                server.publish(partial(3, text="still", tail="talking", source="You"))
+                server.publish(partial(4, text="me", tail="too", source="Others"))
+                shown = await page.wait_for(f"{lines_js}.length === 4 && {lines_js}", 20,
+                                            "two partials at once")
+                assert shown[2:] == ["You:still talking", "Others:me too"]
+                server.publish(final(3, "still talking", source="You"))
+                shown = await page.wait_for(
+                    f"document.querySelectorAll('#box .partial').length === 1 && {lines_js}",
+                    20, "the final of one input")
+                assert shown[-2:] == ["You:still talking", "Others:me too"]
+                who = dict(await page.eval(who_js))
+                assert len({who["You:"], who["Others 2:"], who["Others:"]}) == 3
+                png = base64.b64decode(
+                    (await page.call("Page.captureScreenshot", format="png"))["data"])
+                (tmp_path / "overlay-labels.png").write_bytes(png)
+                for css in who.values():
+                    rgb = tuple(int(x) for x in css[css.index("(") + 1 : -1].split(","))
+                    assert count_rgb(png, rgb) > 30, f"label colour {css} not on screen"
+
+                await page.call("Page.navigate", url=base + "&labels=0&show=translation")
+                shown = await page.wait_for(
+                    f"document.body.dataset.state === 'open' && {lines_js}.length >= 3 && "
+                    f"{lines_js}", 30, "the overlay without labels")
+                assert "Hello from here" in shown and "Hello from my side" in shown
+                assert await page.eval("document.querySelectorAll('#box .who').length") == 0
         finally:
             await server.stop()
 

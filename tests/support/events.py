@@ -23,17 +23,30 @@ def words(
     )
 
 
-def final(uid: int, text: str | None = None) -> FinalCaption:
-    """The final of utterance ``uid`` (default text: ``final number UID of the test session``)."""
+def final(
+    uid: int,
+    text: str | None = None,
+    source: str | None = None,
+    speaker: str | None = None,
+    translation: str | None = None,
+) -> FinalCaption:
+    """The final of utterance ``uid`` (default text: ``final number UID of the test session``),
+    labelled with ``source``/``speaker`` when given (``speaker`` defaults to ``source``)."""
     text = text if text is not None else f"final number {uid} of the test session"
     ws = words(text, uid * UTTERANCE_S)
     if not ws:
         raise ValueError("a final needs at least one word")
-    return FinalCaption(utterance_id=uid, text=text, words=ws, start=ws[0].start, end=ws[-1].end)
+    return FinalCaption(utterance_id=uid, text=text, words=ws, start=ws[0].start, end=ws[-1].end,
+                        translation=translation, source=source,
+                        speaker=speaker if speaker is not None else source)
 
 
 def partial(
-    uid: int, rev: int = 1, text: str = "partial words here", tail: str | None = None
+    uid: int,
+    rev: int = 1,
+    text: str = "partial words here",
+    tail: str | None = None,
+    source: str | None = None,
 ) -> PartialCaption:
     """Revision ``rev`` of utterance ``uid``'s partial.
 
@@ -50,4 +63,4 @@ def partial(
     if not ws:
         raise ValueError("a partial needs at least one word")
     return PartialCaption(utterance_id=uid, revision=rev, words=ws, start=ws[0].start,
-                          end=ws[-1].end)
+                          end=ws[-1].end, source=source, speaker=source)
