@@ -4,7 +4,9 @@ together (a thin shell: threads and devices live in the sources themselves).
 Stream time is shared by every input: the session epoch is the wall time of the first sample
 any input delivers, and an input whose first sample comes later starts with that much silence,
 so that the same moment has the same stream time on every input (echo suppression compares
-them). One input's end or loss does not stop the others.
+them). An input whose device was lost gets, when it captures again, silence for the time it
+missed (``skip``), so that its stream time stays in step with the others' after a loss too.
+One input's end or loss does not stop the others.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from .audio.reframe import Samples
 from .audio.sources import AudioSource, MicrophoneSource, SourceState, open_source
 from .config import Config, InputConfig
+from .errors import AudioDeviceError
 from .events import SAMPLE_RATE
 
 log = logging.getLogger("streamcap.capture")
@@ -74,6 +77,8 @@ class CaptureSet:
         self.ended = [False] * len(self.sources)  # inputs told to the worker as ended
         self._begun = [False] * len(self.sources)
         self._clock = clock
+        self._resumed = [False] * len(self.sources)  # lost since its last block
+        self._delivered = [0] * len(self.sources)  # samples handed over per input
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -87,31 +92,51 @@ class CaptureSet:
         return "; ".join(self.describe(i) for i in range(len(self.sources)))
 
     def preflight(self) -> None:
-        """Off the loop: look every capture device up (raises AudioDeviceError)."""
-        for src in self.sources:
+        """Off the loop: look every capture device up (raises AudioDeviceError, naming the
+        input when there are several)."""
+        for i, src in enumerate(self.sources):
             if isinstance(src, MicrophoneSource):
-                src.find_device()
+                try:
+                    src.find_device()
+                except AudioDeviceError as exc:
+                    if len(self.sources) > 1 and self.labels[i]:
+                        raise AudioDeviceError(f"input {self.labels[i]!r}: {exc}") from None
+                    raise
 
     def start(
         self,
         submit: Callable[[int, Samples], None],
         on_state: Callable[[int, SourceState, str], None],
         anchor: Callable[[float], None],
+        skip: Callable[[int, int], None] | None = None,
     ) -> None:
-        """Start every source; ``anchor`` gets the wall time of the first sample (once)."""
+        """Start every source; ``anchor`` gets the wall time of the first sample (once);
+        ``skip(lane, samples)`` stands silence in for time an input missed (default: zeros
+        through ``submit``)."""
         self.started = True
+        if skip is None:
+            def skip(lane: int, n: int) -> None:
+                submit(lane, np.zeros(n, np.float32))
         for i, src in enumerate(self.sources):
             self._begun[i] = True
-            src.start(self._on_block(i, submit, anchor), functools.partial(on_state, i))
+            src.start(self._on_block(i, submit, anchor, skip),
+                      functools.partial(self._on_state, i, on_state))
+
+    def _on_state(self, i: int, on_state: Callable[[int, SourceState, str], None],
+                  state: SourceState, detail: str) -> None:
+        if state in ("lost", "reopening"):
+            self._resumed[i] = True
+        on_state(i, state, detail)
 
     def _on_block(self, i: int, submit: Callable[[int, Samples], None],
-                  anchor: Callable[[float], None]) -> Callable[[Samples], None]:
+                  anchor: Callable[[float], None],
+                  skip: Callable[[int, int], None]) -> Callable[[Samples], None]:
         first = [True]
 
         def on_block(block: Samples) -> None:
+            start = self._clock() - len(block) / SAMPLE_RATE
             if first[0]:
                 first[0] = False
-                start = self._clock() - len(block) / SAMPLE_RATE
                 with self._lock:
                     if self._epoch is None:
                         self._epoch = start
@@ -119,8 +144,18 @@ class CaptureSet:
                     late = start - self._epoch
                 if late > 0.0 and len(self.sources) > 1:
                     # This input started after the first one: line its stream time up.
-                    submit(i, np.zeros(int(late * SAMPLE_RATE), np.float32))
+                    n = int(late * SAMPLE_RATE)
+                    submit(i, np.zeros(n, np.float32))
+                    self._delivered[i] += n
+            elif self._resumed[i] and len(self.sources) > 1 and self._epoch is not None:
+                # Back after a loss: the time it missed is silence, in step with the others.
+                missed = int((start - self._epoch) * SAMPLE_RATE) - self._delivered[i]
+                if missed > 0:
+                    skip(i, missed)
+                    self._delivered[i] += missed
+            self._resumed[i] = False
             submit(i, block)
+            self._delivered[i] += len(block)
 
         return on_block
 

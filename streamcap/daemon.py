@@ -426,8 +426,8 @@ class Daemon:
             # epoch there (opening the device takes a while after the session was created).
             self._post(self._anchor_epoch, epoch)
 
-        await in_thread(lambda: capture.start(submit, self._on_state_threadsafe, anchor),
-                        "streamcap-capture-start")
+        await in_thread(lambda: capture.start(submit, self._on_state_threadsafe, anchor,
+                                              worker.skip), "streamcap-capture-start")
         if self.server is not None:
             self.server.hello = dataclasses.replace(self.server.hello,
                                                     audio_device=capture.description)

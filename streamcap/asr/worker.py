@@ -50,11 +50,20 @@ class WorkerStopped(Exception):
     """Given to background jobs still waiting when the worker stops."""
 
 
+class _Silence:
+    """A stretch of time an input did not capture (see :meth:`EngineWorker.skip`)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
 class _Inbox:
     """One input's bounded hand-over queue (guarded by the worker's condition)."""
 
     def __init__(self) -> None:
-        self.queue: deque[Samples] = deque()
+        self.queue: deque[Samples | _Silence] = deque()
         self.queued = 0
         self.gap = 0  # dropped samples not yet replaced by silence
         self.dropped = 0
@@ -109,9 +118,24 @@ class EngineWorker:
             box.submitted += len(samples)
             while box.queued > self.max_queued and len(box.queue) > 1:
                 old = box.queue.popleft()
+                if isinstance(old, _Silence):  # silence already: it stays silence
+                    box.gap += old.n
+                    continue
                 box.queued -= len(old)
                 box.dropped += len(old)
                 box.gap += len(old)
+            self._cond.notify()
+
+    def skip(self, lane: int, samples: int) -> None:
+        """Input ``lane`` captured nothing for ``samples`` (its device was lost meanwhile):
+        that stretch reaches its engine as silence, after the audio already queued, so its
+        stream time stays in step with the other inputs'. Not counted as dropped."""
+        if samples <= 0:
+            return
+        with self._cond:
+            box = self._inboxes[lane]
+            box.queue.append(_Silence(samples))
+            box.submitted += samples
             self._cond.notify()
 
     def end_input(self, lane: int) -> None:
@@ -230,7 +254,8 @@ class EngineWorker:
                     box.gap -= GAP_PIECE
                     out.append((i, np.zeros(GAP_PIECE, np.float32)))
                     continue
-                parts = list(box.queue)
+                parts = [np.zeros(p.n, np.float32) if isinstance(p, _Silence) else p
+                         for p in box.queue]
                 if box.gap:
                     parts.insert(0, np.zeros(box.gap, np.float32))
                     box.gap = 0

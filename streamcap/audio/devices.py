@@ -249,11 +249,21 @@ def list_input_devices(*, refresh: bool = False, include_pulse: bool = True) -> 
 
 def default_sink(timeout: float = 5.0) -> str | None:
     """The name of the default PulseAudio/PipeWire output (sink), or None without a server."""
+    return _pactl_default("sink", timeout)
+
+
+def default_source(timeout: float = 5.0) -> str | None:
+    """The name of the default PulseAudio/PipeWire input (source), or None without a server."""
+    return _pactl_default("source", timeout)
+
+
+def _pactl_default(kind: str, timeout: float) -> str | None:
+    """``pactl get-default-KIND`` (or the ``Default KIND:`` line of ``pactl info``)."""
     pactl = shutil.which("pactl")
     if pactl is None:
         return None
     try:
-        proc = subprocess.run([pactl, "get-default-sink"], capture_output=True, text=True,
+        proc = subprocess.run([pactl, f"get-default-{kind}"], capture_output=True, text=True,
                               timeout=timeout, check=False)
         if proc.returncode == 0 and proc.stdout.strip():
             return proc.stdout.strip()
@@ -262,7 +272,7 @@ def default_sink(timeout: float = 5.0) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     for line in proc.stdout.splitlines():
-        if line.startswith("Default Sink:"):
+        if line.startswith(f"Default {kind.capitalize()}:"):
             name = line.split(":", 1)[1].strip()
             return name or None
     return None
@@ -282,7 +292,13 @@ def meeting_pair(devices: list[DeviceInfo]) -> tuple[str, str]:
     """What meeting mode captures by default: (the default input, the default output's
     monitor), described for ``streamcap devices``; a missing side says why."""
     try:
-        mic = select_device(None, [d for d in devices if not d.is_monitor] or devices).label
+        choice = select_device(None, [d for d in devices if not d.is_monitor] or devices)
+        mic = choice.label
+        if choice.pulse_source is None and choice.name in (PULSE_PCM, "default"):
+            # The ALSA device of the sound server records its default source: name that.
+            source = default_source()
+            if source:
+                mic = f"{source} (the default source, through the ALSA '{choice.name}' device)"
     except AudioDeviceError as exc:
         mic = f"none ({exc})"
     try:

@@ -271,6 +271,12 @@ class _ThreadedSource:
 # --- microphone ----------------------------------------------------------------------------------
 
 _env_lock = threading.Lock()
+# PortAudio is one per process: re-initialising it (to see devices that appeared since) closes
+# every open stream, those of the other inputs too. Opening, listing and re-initialising are
+# serialised here, and a re-initialisation is skipped while another input's stream is open (the
+# PulseAudio/PipeWire sources are listed with pactl and need none).
+_pa_lock = threading.RLock()
+_open_streams = 0
 
 
 @contextlib.contextmanager
@@ -358,7 +364,12 @@ class MicrophoneSource(_ThreadedSource):
     def _resolve(self, refresh: bool) -> DeviceInfo:
         want_pulse = not (isinstance(self.device, int) or (
             isinstance(self.device, str) and self.device.strip().isdigit()))
-        devices = list_input_devices(refresh=refresh, include_pulse=want_pulse)
+        with _pa_lock:
+            if refresh and _open_streams > 0:
+                log.debug("%s: not re-initialising PortAudio: %d other stream(s) open",
+                          self._description, _open_streams)
+                refresh = False
+            devices = list_input_devices(refresh=refresh, include_pulse=want_pulse)
         return select_device(self.device, devices)
 
     def _pick_format(self, sd: Any, d: DeviceInfo) -> _Format:
@@ -377,8 +388,9 @@ class MicrophoneSource(_ThreadedSource):
 
     def _open(self, d: DeviceInfo) -> None:
         """Open and start a stream on ``d`` (raises :class:`AudioDeviceError`)."""
+        global _open_streams
         sd = _sd()
-        with _pulse_source_env(d.pulse_source):
+        with _pa_lock, _pulse_source_env(d.pulse_source):
             fmt = self._pick_format(sd, d)
             self._stream_dead.clear()
             self._closing = False
@@ -396,6 +408,7 @@ class MicrophoneSource(_ThreadedSource):
                 stream.start()
             except (sd.PortAudioError, ValueError) as exc:
                 raise AudioDeviceError(f"cannot open input {d.label!r}: {exc}") from None
+            _open_streams += 1
         self._stream = stream
         self.choice = d
         self.format = fmt
@@ -404,14 +417,17 @@ class MicrophoneSource(_ThreadedSource):
         self._description = f"microphone {where} ({fmt.rate} Hz, {fmt.channels} ch)"
 
     def _close_stream(self) -> None:
+        global _open_streams
         stream, self._stream = self._stream, None
         if stream is None:
             return
         self._closing = True
-        with contextlib.suppress(Exception):
-            stream.abort(ignore_errors=True)
-        with contextlib.suppress(Exception):
-            stream.close(ignore_errors=True)
+        with _pa_lock:
+            _open_streams -= 1
+            with contextlib.suppress(Exception):
+                stream.abort(ignore_errors=True)
+            with contextlib.suppress(Exception):
+                stream.close(ignore_errors=True)
 
     def _drain(self) -> bool:
         """Deliver every queued block and the reframer's tail; False if the consumer failed."""
@@ -478,7 +494,7 @@ class MicrophoneSource(_ThreadedSource):
             self._set_state("reopening", f"trying again every {backoff.maximum:g} s at most")
             self.reopen_attempts += 1
             try:
-                # The stream is closed, so re-initialising PortAudio is safe here.
+                # This stream is closed: PortAudio is re-initialised unless another is open.
                 self._open(self._resolve(refresh=True))
             except AudioDeviceError as exc:
                 self._last_error = str(exc)

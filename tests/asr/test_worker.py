@@ -190,3 +190,25 @@ def test_jobs_still_waiting_or_submitted_after_stop_are_failed() -> None:
     after = CountingJob(1)
     worker.submit_job(after)
     assert isinstance(after.failed, WorkerStopped)
+
+
+def test_skipped_time_is_silence_in_order_and_not_dropped() -> None:
+    """Time an input missed (``skip``) reaches the engine as silence after the audio queued
+    before it, keeps later captions at their true stream times, and is neither counted as
+    dropped nor pushes real audio out of a full queue; a skip of nothing is nothing."""
+    events: list[Event] = []
+    worker = EngineWorker(CaptionEngine(from_dict({}), SlowSource(0.0)), events.append, 1.0)
+    worker.submit(np.zeros(SAMPLE_RATE // 5, np.float32))  # not started: all stays queued
+    worker.skip(0, 3 * SAMPLE_RATE)
+    worker.skip(0, 0)
+    worker.skip(0, -5)
+    speech = np.concatenate([voiced(0.5), np.zeros(SAMPLE_RATE // 5, np.float32)])
+    for i in range(0, len(speech), 1600):
+        worker.submit(speech[i : i + 1600])
+    assert worker.dropped_samples == 0 and worker.queued_seconds <= 1.0
+    worker.start()
+    assert worker.stop(timeout(30))
+    assert worker.engine.samples_in == SAMPLE_RATE // 5 + 3 * SAMPLE_RATE + len(speech)
+    assert worker.lag_s == 0 and worker.dropped_samples == 0
+    (final,) = [e for e in events if isinstance(e, FinalCaption)]
+    assert final.start >= 3.2 - 0.35  # after the 0.2 s and the skipped 3 s (minus pre-roll)

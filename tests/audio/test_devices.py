@@ -153,8 +153,10 @@ def test_devices_command_prints_json_and_text(
     add_devices_parser(parser.add_subparsers())
     args = parser.parse_args(["devices", "--json"])
     assert args.func(args) == 0
-    listed = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
+    listed = doc["inputs"]
     assert any(d["pulse_source"] == pulse.monitor and d["is_monitor"] for d in listed)
+    assert doc["meeting"]["others"] == pulse.monitor
     args = parser.parse_args(["devices"])
     assert args.func(args) == 0
     out = capsys.readouterr().out

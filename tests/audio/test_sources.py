@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from support.clips import AUDIO
-from support.pulse import PulseServer
+from support.pulse import PulseServer, private_pulse
 from support.timing import unit as timeout_unit
 from support.timing import wait_until
 
@@ -455,6 +455,38 @@ def test_microphone_survives_device_loss_and_server_restart(pulse: PulseServer) 
     after = c.audio(mark)
     assert float(np.abs(after).max()) > 0.05  # the speech played after the reopen arrived
     assert _match(after, ref) > 0.95
+
+
+@pytest.mark.system
+def test_one_inputs_loss_leaves_another_inputs_stream_alone(pulse: PulseServer) -> None:
+    """Two sources in one process (several inputs): while one device is lost and its source
+    keeps trying to reopen it, the other source's stream stays open and delivers audio."""
+    # A server of its own that ends (rather than moves) a recording whose source goes away;
+    # a third source is the default, so that neither recording follows the default.
+    with private_pulse(extra=("load-module module-null-sink sink_name=other rate=16000 "
+                              "channels=1",
+                              "load-module module-null-sink sink_name=idle rate=16000 channels=1",
+                              "set-default-source idle.monitor"),
+                       rescue_streams=False) as pa, pa.activate():
+        lost = MicrophoneSource(pa.monitor, block_ms=50, reopen_backoff_max_s=0.2)
+        kept = MicrophoneSource("other.monitor", block_ms=50)
+        a, b = Collector(), Collector()
+        lost.start(a.on_block, a.on_state)
+        kept.start(b.on_block, b.on_state)
+        try:
+            wait_until(lambda: bool(a.blocks and b.blocks), 10, "blocks from both")
+            pa.unload_sink()
+            wait_until(lambda: lost.reopen_attempts >= 3, 15, "three failed reopen attempts")
+            mark = b.samples
+            wait_until(lambda: b.samples > mark + SR // 2, 10, "the other input capturing")
+            assert kept.state == "running" and b.states == ["starting", "running"]
+            pa.load_sink()
+            wait_until(lambda: lost.state == "running", 15, "the lost source to reopen")
+        finally:
+            lost.stop()
+            kept.stop()
+    assert b.states == ["starting", "running", "stopped"]
+    assert a.states[-2:] == ["running", "stopped"] and "lost" in a.states
 
 
 @pytest.mark.system

@@ -5,6 +5,13 @@ included) in a fresh temporary directory with a null sink ``streamcap_test`` (16
 monitor source ``streamcap_test.monitor`` records whatever is played into the sink. The server
 is always killed on exit, together with every ``paplay`` started through :meth:`PulseServer.play`.
 
+``with meeting_pulse() as pa:`` starts the same server set up as a meeting without headphones
+would be, with two outputs: ``speakers`` (the default sink; its monitor is what meeting mode
+captures as "Others") and ``mic``, a null sink whose monitor is turned into an ordinary
+(non-monitor) source ``mic_in`` by ``module-remap-source`` and made the default source (what
+meeting mode captures as "You"). ``pa.play(path, MIC_SINK)`` speaks into the microphone;
+``pa.unplug_mic()`` / ``pa.load_mic()`` unplug it and plug it in again.
+
 Clients reach it through ``pa.overrides`` (environment variables: ``PULSE_SERVER``, an ALSA
 configuration that routes the ALSA ``default``/``pulse`` devices to it, no autospawn). Use
 ``pa.env`` for a subprocess, or ``with pa.activate():`` to point this process (and PortAudio,
@@ -25,9 +32,14 @@ from pathlib import Path
 from .timing import unit as timeout_unit
 from .timing import wait_until
 
-__all__ = ["SINK", "PulseServer", "private_pulse", "timeout_unit", "wait_until"]
+__all__ = ["MIC_SINK", "MIC_SOURCE", "SINK", "SPEAKERS", "PulseServer", "meeting_pulse",
+           "private_pulse", "timeout_unit", "wait_until"]
 
 SINK = "streamcap_test"
+SPEAKERS = "speakers"
+MIC_SINK = "mic"
+MIC_SOURCE = "mic_in"
+LAPTOP = "laptop"
 
 
 _ASOUNDRC = """\
@@ -83,17 +95,38 @@ class PulseServer:
             raise RuntimeError(f"pactl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout
 
-    def sink_module(self) -> int | None:
-        """The module index of the null sink, or None while it is unloaded."""
+    def module(self, kind: str, arg: str) -> int | None:
+        """The index of the loaded ``kind`` module whose arguments hold ``arg``, or None."""
         for line in self.pactl("list", "short", "modules").splitlines():
             cols = line.split("\t")
-            if (
-                len(cols) >= 3
-                and cols[1] == "module-null-sink"
-                and f"sink_name={self.sink}" in cols[2]
-            ):
+            if len(cols) >= 3 and cols[1] == kind and arg in cols[2].split():
                 return int(cols[0])
         return None
+
+    def sink_module(self) -> int | None:
+        """The module index of the null sink, or None while it is unloaded."""
+        return self.module("module-null-sink", f"sink_name={self.sink}")
+
+    def unplug_mic(self) -> None:
+        """Unplug the meeting microphone: remove the ``mic_in`` source (its remap module)."""
+        idx = self.module("module-remap-source", f"source_name={MIC_SOURCE}")
+        if idx is None:
+            raise RuntimeError(f"source {MIC_SOURCE} is not loaded")
+        self.pactl("unload-module", str(idx))
+
+    def recordings_of(self, source: str) -> list[int]:
+        """Indices of the client recording streams (source outputs) of ``source``."""
+        sources = {cols[0]: cols[1] for line in self.pactl("list", "short", "sources")
+                   .splitlines() if len(cols := line.split("\t")) >= 2}
+        return [int(cols[0]) for line in self.pactl("list", "short", "source-outputs")
+                .splitlines() if len(cols := line.split("\t")) >= 4
+                and sources.get(cols[1]) == source and cols[3] == "protocol-native.c"]
+
+    def load_mic(self) -> None:
+        """Plug the meeting microphone in again: ``mic_in`` (the ``mic`` sink's monitor
+        remapped to an ordinary source)."""
+        self.pactl("load-module", "module-remap-source", f"source_name={MIC_SOURCE}",
+                   f"master={MIC_SINK}.monitor", "remix=no")
 
     def unload_sink(self) -> None:
         """Remove the null sink (and its monitor source): what an unplugged device looks like."""
@@ -108,10 +141,11 @@ class PulseServer:
             "load-module", "module-null-sink", f"sink_name={self.sink}", "rate=16000", "channels=1"
         )
 
-    def play(self, path: str | Path) -> subprocess.Popen[bytes]:
-        """Start ``paplay`` of ``path`` into the null sink; killed at teardown if still running."""
+    def play(self, path: str | Path, sink: str | None = None) -> subprocess.Popen[bytes]:
+        """Start ``paplay`` of ``path`` into ``sink`` (the null sink by default); killed at
+        teardown if still running."""
         p = subprocess.Popen(
-            ["paplay", "-d", self.sink, str(path)],
+            ["paplay", "-d", sink or self.sink, str(path)],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -201,8 +235,38 @@ def _refresh_portaudio() -> None:
 
 
 @contextlib.contextmanager
-def private_pulse(sink: str = SINK) -> Iterator[PulseServer]:
-    """Start a private PulseAudio with a null sink; always kill it afterwards."""
+def meeting_pulse(*, headset: bool = False) -> Iterator[PulseServer]:
+    """A private PulseAudio with speakers and a microphone (see the module docstring).
+
+    With ``headset`` the microphone is a headset's: another microphone, ``laptop_in`` (a
+    remapped ``laptop`` null sink's monitor), is the default source, and the sound server does
+    not move recordings when their source goes away (``rescue-streams = no``): unplugging
+    ``mic_in`` ends the recordings of the daemon that named it. (PulseAudio moves a recording
+    whose source goes away to the default source, and treats a recording of the default source
+    as following the default, so without both settings an unplugged microphone would never be
+    lost, only replaced.)"""
+    lines = [
+        f"load-module module-null-sink sink_name={MIC_SINK} rate=16000 channels=1",
+        f"load-module module-remap-source source_name={MIC_SOURCE} master={MIC_SINK}.monitor "
+        "remix=no",
+    ]
+    default = MIC_SOURCE
+    if headset:
+        lines += [f"load-module module-null-sink sink_name={LAPTOP} rate=16000 channels=1",
+                  f"load-module module-remap-source source_name={LAPTOP}_in "
+                  f"master={LAPTOP}.monitor remix=no"]
+        default = f"{LAPTOP}_in"
+    with private_pulse(SPEAKERS, (*lines, f"set-default-source {default}"),
+                       rescue_streams=not headset) as pa:
+        yield pa
+
+
+@contextlib.contextmanager
+def private_pulse(
+    sink: str = SINK, extra: tuple[str, ...] = (), *, rescue_streams: bool = True
+) -> Iterator[PulseServer]:
+    """Start a private PulseAudio with a null sink (the default sink) and the ``extra``
+    configuration lines; always kill it afterwards."""
     for prog in ("pulseaudio", "pactl", "paplay"):
         if shutil.which(prog) is None:
             raise RuntimeError(
@@ -214,10 +278,12 @@ def private_pulse(sink: str = SINK) -> Iterator[PulseServer]:
     (root / "home").mkdir(mode=0o700)
     (root / "asoundrc").write_text(_ASOUNDRC)
     (root / "client.conf").write_text(_CLIENT_CONF)
+    (root / "daemon.conf").write_text(f"rescue-streams = {'yes' if rescue_streams else 'no'}\n")
     (root / "default.pa").write_text(
         f"load-module module-native-protocol-unix auth-anonymous=1 socket={root / 'native'}\n"
         f"load-module module-null-sink sink_name={sink} rate=16000 channels=1\n"
         f"set-default-sink {sink}\n"
+        + "".join(f"{line}\n" for line in extra)
     )
     proc = _spawn(root)
     server = PulseServer(root, proc, sink)
@@ -236,6 +302,7 @@ def _spawn(root: Path) -> subprocess.Popen[bytes]:
         XDG_RUNTIME_DIR=str(root / "run"),
         PULSE_RUNTIME_PATH=str(root / "run" / "pulse"),
         XDG_CONFIG_HOME=str(root / "home" / ".config"),
+        PULSE_CONFIG=str(root / "daemon.conf"),
     )
     for k in ("PULSE_SERVER", "PULSE_SOURCE", "PULSE_SINK", "DBUS_SESSION_BUS_ADDRESS"):
         env.pop(k, None)
