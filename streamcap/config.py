@@ -180,6 +180,10 @@ class ServerConfig:
     transcript_finals: int = 5000
     max_message_bytes: int = 4096
     status_interval_s: float = 1.0
+    api: bool = True  # the OpenAI-compatible transcription API on the same port (docs/api.md)
+    max_upload_mb: float = 25.0
+    api_jobs: int = 2  # transcriptions admitted at once (decoding or waiting); more get 429
+    api_stall_s: float = 60.0  # a transcription with no decode for this long answers 503
 
 
 @dataclass(frozen=True)
@@ -268,6 +272,9 @@ _RULES: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("server.transcript_finals", lambda v: 0 <= v <= 1000000, "expected 0..1000000"),
     ("server.max_message_bytes", lambda v: 64 <= v <= 1 << 24, "expected 64..16777216"),
     ("server.status_interval_s", lambda v: 0.1 <= v <= 3600, "expected 0.1..3600"),
+    ("server.max_upload_mb", lambda v: 0.001 <= v <= 2048, "expected 0.001..2048"),
+    ("server.api_jobs", lambda v: 1 <= v <= 64, "expected 1..64"),
+    ("server.api_stall_s", lambda v: 1 <= v <= 86400, "expected 1..86400"),
     ("obs.port", lambda v: 1 <= v <= 65535, "expected 1..65535"),
     ("obs.max_updates_per_s", lambda v: 0.1 <= v <= 30, "expected 0.1..30"),
     ("obs.lines", lambda v: 1 <= v <= 10, "expected 1..10"),

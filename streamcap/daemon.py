@@ -496,7 +496,13 @@ class Daemon:
         if cfg.server.enabled:
             hello = HelloInfo(model=cfg.asr.model, language=cfg.asr.language,
                               audio_device=device)
-            self.server = CaptionServer(cfg.server, session, hello, health=self.health_check)
+            api = None
+            if cfg.server.api:
+                from .api.service import ApiService
+
+                api = ApiService(cfg.server, cfg.vad, cfg.asr.model, lambda: self.worker)
+            self.server = CaptionServer(cfg.server, session, hello, health=self.health_check,
+                                        api=api)
             await self._start_sink(self.server)
             host = cfg.server.host
             host = f"[{host}]" if ":" in host else host

@@ -118,6 +118,22 @@ class Metrics:
             "Finals of an input suppressed as echo of another input so far, from the last status.",
             ["input"], registry=r,
         )
+        self.api_requests = Counter(
+            "streamcap_api_requests",
+            "Transcription API requests answered, by HTTP status.",
+            ["status"],
+            registry=r,
+        )
+        self.api_audio = Counter(
+            "streamcap_api_audio_seconds",
+            "Seconds of audio the transcription API transcribed.",
+            registry=r,
+        )
+        self.api_decode = Counter(
+            "streamcap_api_decode_seconds",
+            "Decoding time the transcription API's jobs took on the live worker.",
+            registry=r,
+        )
         self._dropped_seen = 0
 
     def observe_caption_latency(self, kind: str, seconds: float) -> None:

@@ -77,6 +77,7 @@ from .ws_protocol import (
 )
 
 if TYPE_CHECKING:
+    from ..api.service import ApiService
     from .base import Sink
 
 __all__ = ["CLOSE_GOING_AWAY", "CaptionServer", "ClientBacklog", "HelloInfo"]
@@ -161,11 +162,17 @@ class CaptionServer:
         ping_interval: float | None = 20.0,
         close_timeout: float = 2.0,
         send_buffer_bytes: int | None = 64 * 1024,
+        api: ApiService | None = None,
+        open_timeout: float = 10.0,
     ) -> None:
         self.cfg = cfg
+        self.api = api
+        self._open_timeout = open_timeout
         self.session = session
         self.hello = hello
         self.metrics = Metrics(registry)
+        if api is not None:
+            api.metrics = self.metrics
         self._health = health
         self._ping_interval = ping_interval
         self._close_timeout = close_timeout
@@ -219,6 +226,15 @@ class CaptionServer:
         when the address cannot be bound."""
         if self._server is not None:
             return
+        server_header = f"streamcap/{__version__}"
+        extra: dict[str, Any] = {"open_timeout": self._open_timeout}
+        if self.api is not None:
+            from ..api.http import connection_class
+
+            self.api.reopen()
+            # The API's connections apply open_timeout themselves (not to a transcription).
+            extra = {"open_timeout": None, "create_connection": connection_class(
+                self.api, self._open_timeout, server_header)}
         try:
             self._server = await serve(
                 self._handler,
@@ -231,7 +247,8 @@ class CaptionServer:
                 ping_interval=self._ping_interval,
                 ping_timeout=self._ping_interval,
                 close_timeout=self._close_timeout,
-                server_header=f"streamcap/{__version__}",
+                server_header=server_header,
+                **extra,
             )
         except socket.gaierror as exc:
             raise ConfigError("server.host", f"cannot resolve {self.cfg.host!r}: {exc}") from None
@@ -263,6 +280,8 @@ class CaptionServer:
         if server is None:
             return
         self._server = None
+        if self.api is not None:
+            self.api.shutdown()
         loop = asyncio.get_running_loop()
         deadline = math.inf if timeout is None else loop.time() + max(0.0, timeout)
 
@@ -386,6 +405,12 @@ class CaptionServer:
     def _process_request(
         self, ws: ServerConnection, request: Request
     ) -> Response | Coroutine[Any, Any, Response] | None:
+        if self.api is not None:
+            from ..api.http import answer_get
+            from ..api.service import is_api_path
+
+            if is_api_path(request.path):
+                return answer_get(self.api, request, f"streamcap/{__version__}")
         try:
             checked = check_request(
                 request.path,

@@ -469,6 +469,45 @@ def _parse_transcript_query(query: str, route: str) -> tuple[View, str | None]:
     return view, seen.get("token")
 
 
+def check_host(host: str | None, cfg: ServerConfig, local_names: Iterable[str] = ()) -> str:
+    """The validated ``host[:port]`` of a request's ``Host`` header (see :func:`check_request`);
+    raises :class:`RequestRejected`."""
+    if host is None or not host.strip():
+        raise RequestRejected(400, "missing Host header")
+    host = host.strip().lower()
+    try:
+        name, port = _split_host(host)
+    except ValueError:
+        raise RequestRejected(400, f"malformed Host header {host[:60]!r}") from None
+    is_ip = name.startswith("[")
+    if not is_ip:
+        try:
+            ipaddress.IPv4Address(name)
+            is_ip = True
+        except ValueError:
+            is_ip = False
+    if not is_ip and not (
+        _HOSTNAME_RE.fullmatch(name) and name in _allowed_host_names(cfg, local_names)
+    ):
+        raise RequestRejected(
+            403,
+            f"Host {host[:60]!r} is not a name of this server (DNS rebinding?); "
+            "list the page origin in server.allowed_origins",
+        )
+    return f"{name}:{port}" if port else name
+
+
+def check_origin(origin: str | None, clean_host: str, cfg: ServerConfig) -> None:
+    """A browser request (``Origin`` given) must come from this server's pages or
+    ``server.allowed_origins`` (the rule of ``/``; the transcription API uses it too)."""
+    _check_origin(origin, clean_host, cfg)
+
+
+def check_token(cfg: ServerConfig, authorization: str | None, query_token: str | None) -> None:
+    """Refuse (401) a request without ``server.token`` when one is set."""
+    _check_token(cfg, authorization, query_token)
+
+
 def check_request(
     path: str,
     *,
@@ -498,29 +537,7 @@ def check_request(
         raise RequestRejected(
             404, f"no such path {route[:60]!r} (try / /healthz /metrics /overlay /transcript)"
         )
-    if host is None or not host.strip():
-        raise RequestRejected(400, "missing Host header")
-    host = host.strip().lower()
-    try:
-        name, port = _split_host(host)
-    except ValueError:
-        raise RequestRejected(400, f"malformed Host header {host[:60]!r}") from None
-    is_ip = name.startswith("[")
-    if not is_ip:
-        try:
-            ipaddress.IPv4Address(name)
-            is_ip = True
-        except ValueError:
-            is_ip = False
-    if not is_ip and not (
-        _HOSTNAME_RE.fullmatch(name) and name in _allowed_host_names(cfg, local_names)
-    ):
-        raise RequestRejected(
-            403,
-            f"Host {host[:60]!r} is not a name of this server (DNS rebinding?); "
-            "list the page origin in server.allowed_origins",
-        )
-    clean_host = f"{name}:{port}" if port else name
+    clean_host = check_host(host, cfg, local_names)
     if route in ("/healthz", "/overlay"):
         return Checked(route, clean_host)
     if route in TRANSCRIPT_ROUTES:
