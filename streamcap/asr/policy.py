@@ -138,6 +138,10 @@ CUT_GUARD_S = 0.1
 # A sentence final pass that returns fewer than this share of the sentence's committed words
 # stopped early (or lost its way): the committed words are kept instead.
 MIN_FINAL_SHARE = 0.75
+# A final pass whose words end this long (plus the VAD's end silence) before the end of its
+# speech stopped early (Whisper sometimes ends after a finished sentence): the rest of the
+# audio gets a pass of its own instead of being lost.
+REST_MIN_S = 1.0
 
 
 def split_index(
@@ -296,10 +300,10 @@ class StreamingPolicy:
     def _close(self, u: _Utterance, end: int) -> list[PolicyEvent]:
         u.end = min(self.ring.end, end + self._tail_keep)
         self.open = None
+        u.audio = self.ring.get(u.start, u.end)
         if u.spec is not None and u.spec[0] == u.end and u.spec[1] == len(self._final_prefix(u)):
             # The final pass already ran during the pause, on exactly this audio.
-            return self._finalise(u, u.spec[2])
-        u.audio = self.ring.get(u.start, u.end)
+            return self._finalise(u, u.spec[2], front=False)
         if len(u.audio) == 0 and not u.committed:
             return []
         self.closing.append(u)
@@ -512,8 +516,44 @@ class StreamingPolicy:
             return None
         return self._last_final[1], self._last_final[2]
 
-    def _finalise(self, u: _Utterance, hyp: Hypothesis) -> list[PolicyEvent]:
-        """Turn the final pass of a closed utterance (or finished sentence) into its final."""
+    def _finalise(self, u: _Utterance, hyp: Hypothesis, front: bool = True
+                  ) -> list[PolicyEvent]:
+        """Turn the final pass of a closed utterance (or finished sentence) into its final.
+
+        ``front``: ``u`` was the head of ``closing`` (a continuation for speech the pass did
+        not reach goes first); otherwise it is the newest pending final."""
+        out = self._finalise_words(u, hyp)
+        final = out[0] if out else None
+        if isinstance(final, FinalCaption) and not u.sentence and final.words:
+            self._rest(u, list(final.words), front)
+        return out
+
+    def _rest(self, u: _Utterance, words: list[Word], front: bool) -> None:
+        """When the final pass stopped well before the end of the utterance's speech, queue a
+        final pass for the rest: it starts before the final's last words (``asr.overlap_s``),
+        which it is forced to begin with and never emits again, as at a cut."""
+        if u.end is None or u.audio is None:
+            return
+        end_s = u.end / SAMPLE_RATE
+        quiet = self.cfg.vad.end_silence_s + self._tail_keep / SAMPLE_RATE
+        if end_s - words[-1].end < quiet + REST_MIN_S:
+            return
+        pool = u.carried + words
+        k = len(pool) - 1
+        while k > 0 and pool[-1].end - pool[k].start < self.asr.overlap_s:
+            k -= 1
+        overlap = pool[k:]
+        start = max(u.start, min(u.end, int((overlap[0].start - CUT_GUARD_S) * SAMPLE_RATE)))
+        rest = self._new_utterance(start)
+        rest.carried, rest.end = list(overlap), u.end
+        rest.audio = u.audio[start - u.start :]
+        rest.language, rest.language_probability = u.language, u.language_probability
+        if front:
+            self.closing.appendleft(rest)
+        else:
+            self.closing.append(rest)
+
+    def _finalise_words(self, u: _Utterance, hyp: Hypothesis) -> list[PolicyEvent]:
         audio = u.audio if u.audio is not None else self.ring.get(u.start, u.end)
         self._last_final = (u.id, audio, u.start / SAMPLE_RATE)
         if u.language is None:

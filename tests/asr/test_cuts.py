@@ -171,3 +171,42 @@ def test_abbreviations_and_initials_do_not_end_a_sentence() -> None:
     assert not ends_sentence(w(" Mr.")) and not ends_sentence(w(" J."))
     assert ends_sentence(w(" die.")) and ends_sentence(w(' sea?"')) and ends_sentence(w(" I."))
     assert not ends_sentence(w(" increase,"))
+
+
+@pytest.mark.parametrize("mode", ["redecode", "keep_stable"])
+def test_a_final_pass_that_stops_after_a_sentence_gets_a_pass_for_the_rest(mode: str) -> None:
+    """Whisper may end a final pass after a finished sentence although speech goes on (seen
+    live: a reader's second sentence vanished). When the final's words end well before the
+    end of the speech, the rest of the audio gets its own final pass, forced to start with the
+    last words said: every word comes out once."""
+    text = ("He began a confused complaint against the wizard. Unless to be rather cold "
+            "hearted and rather selfish is to be ill disposed").split()
+    spoken = script_words(text)
+
+    def stops_early(req: DecodeRequest) -> list[Word]:
+        if not req.final:
+            return []  # a busy worker: no partial pass told the policy anything
+        words = heard(spoken, req)
+        if not req.prefix:  # the first pass ends after the first sentence
+            n = next(i for i, w in enumerate(words) if ends_sentence(w)) + 1
+            return words[:n]
+        return words
+
+    src = Scripted(stops_early)
+    events = drive(StreamingPolicy(cfg(asr__final_mode=mode)), src, 0.5 * len(text) + 0.5)
+    assert final_keys(events) == keys(spoken)
+    assert len(finals(events)) == 2
+    rest = [r for r in src.requests if r.final and r.prefix]
+    # The overlap (asr.overlap_s = 1 s of the last words): "against the wizard."
+    assert rest and keys(rest[0].prefix) == keys(spoken[5:8])
+
+
+def test_a_final_that_reaches_the_end_of_the_speech_gets_no_extra_pass() -> None:
+    """A final whose words run to the end of the speech (the usual case) is the last pass: no
+    pass on trailing silence, where Whisper could make things up."""
+    text = "He began a confused complaint against the wizard.".split()
+    spoken = script_words(text)
+    src = Scripted(lambda req: heard(spoken, req) if req.final else [])
+    events = drive(StreamingPolicy(cfg()), src, 0.5 * len(text) + 0.5)
+    assert final_keys(events) == keys(spoken)
+    assert len([r for r in src.requests if r.final]) == 1

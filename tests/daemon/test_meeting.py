@@ -134,12 +134,12 @@ def caught_up(c: Client, seq: int) -> bool:
 
 
 def settled(c: Client, seq: int, labels: set[str], end: int | None = None) -> bool:
-    """Since ``seq``: every utterance the VAD opened has its final (or ended without showing a
-    word), and each of ``labels`` has a final; with ``end`` (the last message seen when the
-    audio ended), only once the inputs caught up with it."""
+    """Since ``seq``: every utterance the VAD opened on an input of ``labels`` has its final (or
+    ended without showing a word), and each of ``labels`` has a final; with ``end`` (the last
+    message seen when the audio ended), only once the inputs caught up with it."""
     if end is not None and not caught_up(c, end):
         return False
-    vad = after(c, "vad", seq)
+    vad = [m for m in after(c, "vad", seq) if m.get("source") in labels]
     started = {m["utterance_id"] for m in vad if m["state"] == "speech_start"}
     ended = {m["utterance_id"] for m in vad if m["state"] == "speech_end"}
     finals = after(c, "final", seq)
@@ -288,6 +288,8 @@ def test_the_speakers_echo_on_the_microphone_is_captioned_once_as_others(
     Others; the microphone's copy is suppressed."""
     c, pa = meeting.client, meeting.pa
     seq = last_seq(c)
+    before = max([x.get("echo_suppressed", 0) for m in c.of("status") for x in m["inputs"]
+                  if x["name"] == "You"], default=0)
     clips = ECHO_CLIPS
     said = joined(meeting.tmp, "echo-src", clips)
     heard_by_mic = echo_of(meeting.tmp, said, 0.05, 10 ** (-9 / 20))
@@ -297,6 +299,15 @@ def test_the_speakers_echo_on_the_microphone_is_captioned_once_as_others(
     end = last_seq(c)
     spoken = [Spoken("Others", reference(p)) for p in clips]
     finished(c, seq, end, spoken, 180)
+
+    def judged() -> bool:
+        """The microphone's copy was dealt with: suppressed (counted in status) or let out."""
+        counts = [x.get("echo_suppressed", 0) for m in after(c, "status", end)
+                  for x in m["inputs"] if x["name"] == "You"]
+        return bool(counts and counts[-1] > before) or any(
+            m["source"] == "You" for m in after(c, "final", seq))
+
+    wait_until(judged, 60, "the microphone's echo to be judged")
     finals = after(c, "final", seq)
     for m in finals:
         print(f"  {m['source']} [{m['start']:.1f}-{m['end']:.1f}]: {m['text']}")
