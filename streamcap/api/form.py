@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .request import ApiError
+from .request import ApiError, Part
 
-
-@dataclass(frozen=True)
-class Part:
-    """One form field: its ``name``, the ``filename`` for a file, and the raw ``data``."""
-
-    name: str
-    data: bytes
-    filename: str | None = None
-    content_type: str | None = None
-
+__all__ = ["MAX_FIELD_BYTES", "MAX_PARTS", "MultipartForm", "Part", "boundary_of"]
 
 MAX_FIELD_BYTES = 64 * 1024  # a text field (prompt, language, ...) longer than this is an error
 MAX_PARTS = 32

@@ -7,12 +7,20 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from ..errors import ProtocolError
 
-if TYPE_CHECKING:
-    from .form import Part
+
+@dataclass(frozen=True)
+class Part:
+    """One form field: its ``name``, the ``filename`` for a file, and the raw ``data``."""
+
+    name: str
+    data: bytes
+    filename: str | None = None
+    content_type: str | None = None
+
 
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 RESPONSE_FORMATS: Final = ("json", "text", "srt", "vtt", "verbose_json")
