@@ -120,16 +120,8 @@ class HttpExchange:
 
     def render(self, resp: ApiResponse, server: str) -> bytes:
         """The response's bytes (status line, headers, body, end)."""
-        headers = [
-            ("Content-Type", resp.content_type),
-            ("Content-Length", str(len(resp.body))),
-            ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Connection", "close"),
-            ("Server", server),
-            *resp.headers,
-        ]
-        out = self.conn.send(h11.Response(status_code=resp.status, headers=headers,
+        out = self.conn.send(h11.Response(status_code=resp.status,
+                                          headers=response_headers(resp, server),
                                           reason=resp.reason.encode("ascii")))
         out = (out or b"") + (self.conn.send(h11.Data(data=resp.body)) or b"")
         return out + (self.conn.send(h11.EndOfMessage()) or b"")
@@ -138,6 +130,19 @@ class HttpExchange:
         if self.conn.they_are_waiting_for_100_continue:
             return self.conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
         return b""
+
+
+def response_headers(resp: ApiResponse, server: str) -> list[tuple[str, str]]:
+    """The headers every API answer carries, then the response's own."""
+    return [
+        ("Content-Type", resp.content_type),
+        ("Content-Length", str(len(resp.body))),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Connection", "close"),
+        ("Server", server),
+        *resp.headers,
+    ]
 
 
 def raw_response(resp: ApiResponse, server: str) -> bytes:
@@ -151,15 +156,8 @@ def to_ws_response(resp: ApiResponse, server: str) -> Response:
     """An :class:`ApiResponse` as a websockets ``Response`` (for ``GET`` API routes)."""
     from websockets.datastructures import Headers
 
-    return Response(resp.status, resp.reason, Headers([
-        ("Content-Type", resp.content_type),
-        ("Content-Length", str(len(resp.body))),
-        ("Cache-Control", "no-store"),
-        ("X-Content-Type-Options", "nosniff"),
-        ("Connection", "close"),
-        ("Server", server),
-        *resp.headers,
-    ]), resp.body)
+    return Response(resp.status, resp.reason, Headers(response_headers(resp, server)),
+                    resp.body)
 
 
 def answer_get(api: ApiService, request: Request, server: str) -> Response:
